@@ -1,0 +1,80 @@
+"""The candidate's update as a function of candidate inputs, batched over restarts with ``torch.func``.
+
+``CandidateUpdate(view, update)(x, y)`` maps candidate inputs ``x`` of shape ``(R, B, *sample)`` and labels
+``y`` (``(B,)`` shared, or ``(R, B)`` / ``(R, B, K)`` per restart) to the update the client would have sent,
+as a tuple of tensors ``(R, *param_shape)`` in the order of ``names``. The result is differentiable in ``x``
+and ``y`` (double backward through ``torch.func.grad``), so it can be matched to the observed update.
+
+- FedSGD: the gradient of the mean loss.
+- FedAvg: the local SGD steps are unrolled differentiably (Dimitrov et al. 2022, "Data Leakage in Federated
+  Averaging"): ``theta_{k+1} = theta_k - lr * grad L(theta_k; minibatch_k)``, returning ``theta_K - theta_0``,
+  with the client's mini-batch order (consecutive chunks of ``local_batch_size``, cycled).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import torch
+from torch.func import functional_call, grad, vmap
+
+from ..errors import CapabilityError, DataError
+from ..types import Update
+from ..view import AttackerView
+
+
+class CandidateUpdate:
+    def __init__(self, view: AttackerView, update: Update) -> None:
+        model = copy.deepcopy(view.model)
+        train = view.model.training
+        if train:
+            # The client normalised with its own batch statistics; so must every candidate.
+            torch.func.replace_all_batch_norm_modules_(model)
+        model.train(train)
+        self.model = model
+        self.loss = view.loss
+        self.names = [n for n, p in model.named_parameters() if p.requires_grad]
+        missing = [n for n in self.names if n not in update.tensors]
+        if missing:
+            raise DataError(f"the update lacks tensors for parameters {missing[:3]}...; it does not fit this model")
+        self.params = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
+        self.frozen = {n: p.detach() for n, p in model.named_parameters() if not p.requires_grad}
+        self.buffers = {n: b for n, b in model.named_buffers()}
+        self.kind = update.kind
+        if update.kind == "delta":
+            if update.local_lr is None:
+                raise CapabilityError(
+                    "attacking a FedAvg delta needs the local hyper-parameters (the 'hyperparams' capability), "
+                    "which the threat model withholds; grant it with --set hyperparams=known"
+                )
+            self.lr = float(update.local_lr)
+            self.steps = int(update.local_steps) * int(update.epochs)
+            self.local_batch_size = int(update.local_batch_size or update.num_samples)
+        self.randomness = "different" if train else "error"
+
+    def target(self, update: Update) -> tuple[torch.Tensor, ...]:
+        return tuple(update.tensors[n].detach() for n in self.names)
+
+    def _loss(self, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        out = functional_call(self.model, (params, self.frozen, self.buffers), (x,))
+        return self.loss(out, y)
+
+    def _single(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if self.kind == "gradient":
+            g = grad(self._loss)(self.params, x, y)
+            return tuple(g[n] for n in self.names)
+        n = x.shape[0]
+        chunks = [(i, min(i + self.local_batch_size, n)) for i in range(0, n, self.local_batch_size)]
+        params = dict(self.params)
+        for step in range(self.steps):
+            a, b = chunks[step % len(chunks)]
+            g = grad(self._loss)(params, x[a:b], y[a:b])
+            params = {k: params[k] - self.lr * g[k] for k in self.names}
+        return tuple(params[k] - self.params[k] for k in self.names)
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, per_restart_labels: bool) -> tuple[torch.Tensor, ...]:
+        """``y`` has a leading restart dimension iff ``per_restart_labels`` (e.g. DLG's soft labels)."""
+        y_dim = 0 if per_restart_labels else None
+        fn: Callable[..., tuple[torch.Tensor, ...]] = vmap(self._single, in_dims=(0, y_dim), randomness=self.randomness)
+        return fn(x, y)

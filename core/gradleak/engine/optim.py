@@ -1,0 +1,127 @@
+"""Optimizers for batched restarts: every restart is optimised independently inside one computation.
+
+Adam and SGD are elementwise, so torch's own implementations already treat restarts independently. L-BFGS
+is not (its inner products would couple restarts), so :class:`BatchedLBFGS` keeps one curvature history
+per restart. It follows ``torch.optim.LBFGS`` without line search (the DLG setting: ``lr=1``, up to
+``max_iter=20`` inner iterations per step, history 100, first step scaled by ``min(1, 1/|g|_1)``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+Closure = Callable[[], torch.Tensor]  # recomputes the objective per restart, shape (R,), and fills .grad
+
+
+def _rdot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a * b).sum(1)
+
+
+class BatchedLBFGS:
+    def __init__(self, params: list[torch.Tensor], restarts: int, lr: float = 1.0, max_iter: int = 20,
+                 history_size: int = 100, tolerance_grad: float = 1e-7, tolerance_change: float = 1e-9) -> None:
+        self.params = params
+        self.R = restarts
+        self.lr = lr
+        self.max_iter = max_iter
+        self.history_size = history_size
+        self.tolerance_grad = tolerance_grad
+        self.tolerance_change = tolerance_change
+        self.s: list[torch.Tensor] = []
+        self.y: list[torch.Tensor] = []
+        self.rho: list[torch.Tensor] = []  # 1/ys, zero where a pair was rejected for that restart
+        self.d: torch.Tensor | None = None
+        self.t: torch.Tensor | None = None
+        self.prev_g: torch.Tensor | None = None
+        self.h_diag: torch.Tensor | None = None
+        self.active = torch.ones(restarts, dtype=torch.bool, device=params[0].device)
+        self.n_iter = 0
+
+    def _flat_grad(self) -> torch.Tensor:
+        return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(self.R, -1) for p in self.params], 1)
+
+    def _add(self, direction: torch.Tensor, step: torch.Tensor) -> None:
+        offset = 0
+        with torch.no_grad():
+            for p in self.params:
+                n = p[0].numel()
+                p.add_((direction[:, offset:offset + n] * step[:, None]).view_as(p))
+                offset += n
+
+    def step(self, closure: Closure) -> torch.Tensor:
+        """One optimizer step (up to ``max_iter`` inner iterations); returns the objective per restart."""
+        with torch.enable_grad():
+            loss = closure().detach()
+        g = self._flat_grad()
+        self.active &= g.abs().amax(1) > self.tolerance_grad
+        for inner in range(self.max_iter):
+            if not bool(self.active.any()):
+                break
+            self.n_iter += 1
+            if self.d is None:
+                self.d = -g
+                self.h_diag = torch.ones(self.R, device=g.device, dtype=g.dtype)
+            else:
+                assert self.prev_g is not None and self.t is not None and self.h_diag is not None
+                y = g - self.prev_g
+                s = self.d * self.t[:, None]
+                ys = _rdot(y, s)
+                accept = ys > 1e-10
+                if bool(accept.any()):
+                    if len(self.s) == self.history_size:
+                        self.s.pop(0), self.y.pop(0), self.rho.pop(0)
+                    self.s.append(s)
+                    self.y.append(y)
+                    self.rho.append(torch.where(accept, 1.0 / ys.clamp_min(1e-10), torch.zeros_like(ys)))
+                    self.h_diag = torch.where(accept, ys / _rdot(y, y).clamp_min(1e-30), self.h_diag)
+                q = -g
+                alphas = []
+                for s_i, y_i, rho_i in zip(reversed(self.s), reversed(self.y), reversed(self.rho)):
+                    a_i = _rdot(s_i, q) * rho_i
+                    q = q - a_i[:, None] * y_i
+                    alphas.append(a_i)
+                r = q * self.h_diag[:, None]
+                for (s_i, y_i, rho_i), a_i in zip(zip(self.s, self.y, self.rho), reversed(alphas)):
+                    b_i = _rdot(y_i, r) * rho_i
+                    r = r + s_i * (a_i - b_i)[:, None]
+                self.d = r
+            self.prev_g = g.clone()
+            prev_loss = loss
+            if self.n_iter == 1:
+                self.t = torch.clamp(1.0 / g.abs().sum(1), max=1.0) * self.lr
+            else:
+                self.t = torch.full((self.R,), self.lr, device=g.device, dtype=g.dtype)
+            self.t = torch.where(self.active, self.t, torch.zeros_like(self.t))
+            gtd = _rdot(g, self.d)
+            self.active &= gtd <= -self.tolerance_change
+            self._add(self.d, self.t)
+            if inner == self.max_iter - 1:
+                break
+            with torch.enable_grad():
+                loss = closure().detach()
+            g = self._flat_grad()
+            still = (g.abs().amax(1) > self.tolerance_grad)
+            still &= (self.d * self.t[:, None]).abs().amax(1) > self.tolerance_change
+            still &= (loss - prev_loss).abs() >= self.tolerance_change
+            self.active &= still
+        return loss
+
+    def reset(self, mask: torch.Tensor) -> None:
+        """Forget the curvature history of the restarts in ``mask`` (after reviving them)."""
+        for rho in self.rho:
+            rho[mask] = 0
+        if self.h_diag is not None:
+            self.h_diag[mask] = 1
+
+
+def step_schedule(iterations: int) -> Callable[[int], float]:
+    """Geiping et al.'s decay: multiply the step size by 0.1 at 3/8, 5/8 and 7/8 of the iterations."""
+    milestones = [math.floor(iterations * f) for f in (3 / 8, 5 / 8, 7 / 8)]
+    return lambda it: 0.1 ** sum(it >= m for m in milestones)
+
+
+def cosine_schedule(iterations: int) -> Callable[[int], float]:
+    return lambda it: 0.5 * (1 + math.cos(math.pi * min(it, iterations) / max(iterations, 1)))

@@ -1,0 +1,1 @@
+"""Federated-learning simulation: protocols, threat models and the client that produces updates."""

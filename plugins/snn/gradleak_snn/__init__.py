@@ -1,0 +1,3 @@
+"""gradleak-snn: Spiking-network cases and spike-domain attacks."""
+
+__version__ = "0.1.0"
