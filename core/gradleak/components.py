@@ -32,7 +32,7 @@ class NoConfig:
     """A component without parameters."""
 
 
-class Component:
+class Component(ABC):
     """Common metadata of every registered component.
 
     ``name``: kebab-case for cases, attacks, priors, defenses and detectors; snake_case for metrics.

@@ -71,12 +71,12 @@ class Registry:
         base = KINDS[kind]
 
         def register(cls: type[Component]) -> None:
-            what = f"plugin '{plugin}' registered {cls!r} as a {kind}"
+            what = f"plugin '{plugin}' registered {cls!r} as {'an' if kind[0] in 'aeiou' else 'a'} {kind}"
             if not (isinstance(cls, type) and issubclass(cls, base)):
                 raise PluginError(f"{what}, but it is not a subclass of gradleak.{base.__name__}")
             name = getattr(cls, "name", None)
             pattern = _SNAKE if kind == "metric" else _KEBAB
-            if not isinstance(name, str) or not pattern.match(name):
+            if not isinstance(name, str) or not pattern.fullmatch(name):
                 style = "snake_case" if kind == "metric" else "kebab-case"
                 raise PluginError(f"{what} with name {name!r}; names of {PLURAL[kind]} are {style}")
             if not dataclasses.is_dataclass(cls.Config):

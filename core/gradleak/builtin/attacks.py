@@ -34,6 +34,7 @@ class DLGConfig:
     restarts: int = param(4, "random restarts optimised together; the best final objective wins")
     lbfgs_inner: int = param(20, "inner L-BFGS iterations per step (torch's max_iter)")
     boxed: bool = param(False, "clamp candidates to the data range after each step (DLG: no)")
+    line_search: bool = param(True, "Armijo backtracking per restart (DLG: no; false gives the paper's fixed step)")
 
 
 class DLG(Attack):
@@ -53,7 +54,8 @@ class DLG(Attack):
     def settings(self, budget: int | None) -> InversionSettings:
         c = self.config
         return InversionSettings(objective="l2", optimizer="lbfgs", lr=c.lr, iterations=budget or c.iterations,
-                                 restarts=c.restarts, lbfgs_inner=c.lbfgs_inner, boxed=c.boxed)
+                                 restarts=c.restarts, lbfgs_inner=c.lbfgs_inner, boxed=c.boxed,
+                                 line_search=c.line_search)
 
     def reconstruct(self, update: Update, view: AttackerView, budget: int | None = None) -> Reconstruction:
         return invert(view, update, self.settings(budget), labels=view.labels)

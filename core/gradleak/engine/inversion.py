@@ -40,6 +40,7 @@ class InversionSettings:
     boxed: bool = True
     restarts: int = 1
     lbfgs_inner: int = 20
+    line_search: bool = True
 
 
 def invert(
@@ -94,7 +95,8 @@ def invert(
     lr_at = {"none": lambda it: 1.0, "step": step_schedule(settings.iterations),
              "cosine": cosine_schedule(settings.iterations)}[settings.schedule]
     if settings.optimizer == "lbfgs":
-        opt = BatchedLBFGS(variables, R, lr=settings.lr, max_iter=settings.lbfgs_inner)
+        opt = BatchedLBFGS(variables, R, lr=settings.lr, max_iter=settings.lbfgs_inner,
+                           line_search=settings.line_search)
     elif settings.optimizer == "adam":
         opt = torch.optim.Adam(variables, lr=settings.lr)
     else:
@@ -119,7 +121,7 @@ def invert(
                 now[~ok] = keep[~ok]
             alive &= ok
             if isinstance(opt, BatchedLBFGS):
-                opt.active &= alive
+                opt.enabled &= alive
         if not bool(alive.any()):
             break
         if it % 10 == 0 or it == settings.iterations - 1:

@@ -1,0 +1,214 @@
+"""The ``gradleak`` command line (the CLI contract of DESIGN.md).
+
+Exit codes: 0 done, 2 bad input (one line on stderr naming the fix), 1 internal failure.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import sys
+import textwrap
+from typing import Any
+
+import click
+
+from . import __version__
+from .config import describe_fields
+from .errors import GradleakError, UsageError
+from .registry import PLURAL, registry
+
+KIND_CHOICES = list(PLURAL.values())
+SINGULAR = {v: k for k, v in PLURAL.items()}
+
+EXAMPLES = """\b
+Examples:
+  gradleak plugins
+  gradleak list attacks --modality image
+  gradleak show inverting-gradients
+  gradleak run --case vision/lenet --attack dlg --out runs/dlg
+  gradleak run --case vision/lenet --attack inverting-gradients --batch-size 4 --set labels=known --json
+  gradleak run --case vision/lenet --attack idlg --data my_photos/ --batches 2 --budget 100
+"""
+
+
+class _Group(click.Group):
+    """Turns gradleak's usage errors into one line and exit code 2, anything else into exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UsageError as exc:
+            _fail(str(exc), 2)
+        except GradleakError as exc:
+            _fail(str(exc), 1)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+        except Exception as exc:  # an internal failure: short message, traceback on demand
+            if os.environ.get("GRADLEAK_DEBUG"):
+                raise
+            _fail(f"internal error: {type(exc).__name__}: {exc} (set GRADLEAK_DEBUG=1 for the traceback)", 1)
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group(cls=_Group, epilog=EXAMPLES, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="gradleak")
+def cli() -> None:
+    """gradleak: run gradient inversion attacks, defenses and leakage metrics on federated learning cases."""
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
+def plugins(as_json: bool) -> None:
+    """List plugins: name, distribution, version, status and what each provides."""
+    infos = registry().plugins()
+    if as_json:
+        click.echo(json.dumps([i.as_dict() for i in infos]))
+        return
+    rows = [("plugin", "distribution", "version", "status", "provides")]
+    for i in infos:
+        provides = ", ".join(f"{n} {k}" for k, n in i.provides.items()) if i.status == "ok" else i.error
+        rows.append((i.name, i.distribution, i.version, i.status, provides or "-"))
+    _table(rows)
+
+
+@cli.command("list")
+@click.argument("kind", type=click.Choice(KIND_CHOICES))
+@click.option("--modality", "-m", help="Only components that apply to this data kind (image, graph, ...).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
+def list_(kind: str, modality: str | None, as_json: bool) -> None:
+    """List registered components of one KIND."""
+    reg = registry()
+    comps = reg.components(SINGULAR[kind], modality=modality)
+    entries = []
+    for c in comps:
+        mods = getattr(c, "modality", None) if c.kind == "case" else (
+            c.name if c.kind == "modality" else (",".join(sorted(c.modalities)) if c.modalities else "any"))
+        name = c.qualified_name() if c.kind == "case" else c.name
+        entries.append({"name": name, "qualified_name": c.qualified_name(), "plugin": c.plugin,
+                        "modalities": mods, "summary": c.summary()})
+    if as_json:
+        click.echo(json.dumps(entries))
+        return
+    if not entries:
+        click.echo(f"no {kind}" + (f" for modality '{modality}'" if modality else ""))
+        return
+    _table([("name", "plugin", "data", "summary")] +
+           [(e["name"], e["plugin"], str(e["modalities"]), e["summary"]) for e in entries])
+
+
+@cli.command()
+@click.argument("name")
+def show(name: str) -> None:
+    """Show a component: docstring, paper, plugin, data kinds, capabilities, parameters and defaults."""
+    reg = registry()
+    found = []
+    for kind in PLURAL:
+        try:
+            found.append(reg.get(kind, name))
+        except UsageError:
+            continue
+    if not found:
+        reg.get("attack" if "/" not in name else "case", name)  # raises the best "did you mean" message
+    for cls in found:
+        click.echo(f"{cls.qualified_name()}  ({cls.kind}, plugin '{cls.plugin}')")
+        doc = inspect.cleandoc(cls.__doc__ or "")
+        click.echo(textwrap.indent(doc.strip(), "  ") or "  (no description)")
+        if getattr(cls, "paper", ""):
+            click.echo(f"  paper: {cls.paper}")
+        data = getattr(cls, "modality", None) if cls.kind == "case" else (
+            ", ".join(sorted(cls.modalities)) if cls.modalities else "any")
+        click.echo(f"  data: {data}")
+        if cls.requires:
+            click.echo(f"  requires: {', '.join(sorted(cls.requires))}")
+        rows = describe_fields(cls.Config)
+        if rows:
+            click.echo("  parameters (--set key=value):" if cls.kind in ("case", "attack") else "  parameters:")
+            for fname, ftype, default, help_text in rows:
+                click.echo(f"    {fname} ({ftype}, default {default})" + (f": {help_text}" if help_text else ""))
+        click.echo("")
+
+
+@cli.command(epilog=EXAMPLES)
+@click.option("--case", "case", required=True, help="Case to attack, e.g. vision/lenet (see: gradleak list cases).")
+@click.option("--attack", "attack", required=True, help="Attack name, e.g. dlg (see: gradleak list attacks).")
+@click.option("--defense", "defenses", multiple=True, metavar="NAME[:k=v,...]", help="Defense with parameters; repeatable.")
+@click.option("--data", type=click.Path(), help="Your private data (folder of images, .npy, SMILES file, ...).")
+@click.option("--batch-size", type=int, help="Samples per attacked batch (default: the case's).")
+@click.option("--batches", type=int, help="How many consecutive batches to attack (default: all of --data, else 1).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--budget", type=int, help="The attack's main iteration budget.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Case or attack parameter; repeatable.")
+@click.option("--out", type=click.Path(), help="Write truth, reconstruction and pictures here.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout and nothing else.")
+def run(case: str, attack: str, defenses: tuple[str, ...], data: str | None, batch_size: int | None,
+        batches: int | None, seed: int, device: str, budget: int | None, sets: tuple[str, ...],
+        out: str | None, as_json: bool) -> None:
+    """Run one attack on a case and score the reconstruction."""
+    from .runner import run as run_attack
+
+    params = {}
+    for item in sets:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise UsageError(f"--set {item!r}: expected KEY=VALUE, e.g. --set iterations=100")
+        params[key.strip()] = value.strip()
+    bars: dict[int, Any] = {}
+    progress = None
+    if not as_json and sys.stdout.isatty():
+        from tqdm.auto import tqdm
+
+        def progress(batch: int, step: int, total: int, objective: float) -> None:
+            bar = bars.get(batch)
+            if bar is None:
+                bar = bars[batch] = tqdm(total=total, desc=f"batch {batch}", unit="it", leave=False)
+            bar.n = step
+            bar.set_postfix(objective=f"{objective:.3g}", refresh=False)
+            bar.refresh()
+    try:
+        result = run_attack(case, attack, defenses=list(defenses) or ["none"], data=data, batch_size=batch_size,
+                            batches=batches, seed=seed, device=device, budget=budget, sets=params, out=out,
+                            progress=progress)
+    finally:
+        for bar in bars.values():
+            bar.close()
+    if as_json:
+        click.echo(json.dumps(result.as_json()))
+        return
+    click.echo(f"{result.case} / {result.attack} / {', '.join(result.defenses)}  seed {result.seed}  "
+               f"{result.device}  {result.seconds:.1f} s")
+    _table([("metric", "mean")] + [(k, f"{v:.4g}") for k, v in result.metrics.items()])
+    if result.success_rate is not None:
+        click.echo(f"success rate: {result.success_rate:.0%}")
+    for k, v in result.utility.items():
+        click.echo(f"utility cost {k}: {v:.4g}")
+    for k, v in result.artifacts.items():
+        click.echo(f"{k}: {v}")
+
+
+def _table(rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    for n, r in enumerate(rows):
+        click.echo("  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip())
+        if n == 0:
+            click.echo("  ".join("-" * w for w in widths))
+
+
+def main() -> None:
+    try:
+        registry().call_commands(cli)
+    except GradleakError as exc:
+        _fail(str(exc), 1)
+    cli(prog_name="gradleak")
+
+
+if __name__ == "__main__":
+    main()
