@@ -16,7 +16,8 @@ import click
 
 from . import __version__
 from .config import describe_fields
-from .errors import GradleakError, UsageError
+from .errors import GradleakError, UnknownComponent, UsageError, suggest
+from .plugins import FIRST_PARTY
 from .registry import PLURAL, registry
 
 KIND_CHOICES = list(PLURAL.values())
@@ -36,6 +37,14 @@ Examples:
 class _Group(click.Group):
     """Turns gradleak's usage errors into one line and exit code 2, anything else into exit code 1."""
 
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as exc:  # `gradleak --bogus`
+            _usage_error(exc)
+            raise
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -43,10 +52,14 @@ class _Group(click.Group):
             _fail(str(exc), 2)
         except GradleakError as exc:
             _fail(str(exc), 1)
+        except click.UsageError as exc:  # a malformed command line (bad option value, missing option): one line too
+            _usage_error(exc)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except KeyboardInterrupt:
             _fail("interrupted", 130)
+        except BrokenPipeError:  # stdout closed early (`gradleak list cases | head -1`): not an error of ours
+            _quiet_broken_pipe()
         except Exception as exc:  # an internal failure: short message, traceback on demand
             if os.environ.get("GRADLEAK_DEBUG"):
                 raise
@@ -56,6 +69,23 @@ class _Group(click.Group):
 def _fail(message: str, code: int) -> None:
     click.echo(f"Error: {message}", err=True)
     sys.exit(code)
+
+
+def _usage_error(exc: click.UsageError) -> None:
+    """Click's own usage errors as one line plus where to look; ``gradleak`` alone still shows the help."""
+    if exc.ctx is None or isinstance(exc, getattr(click.exceptions, "NoArgsIsHelpError", ())):
+        raise exc
+    _fail(f"{' '.join(exc.format_message().split())} (see: {exc.ctx.command_path} --help)", 2)
+
+
+def _quiet_broken_pipe() -> None:
+    """Exit 141 (128 + SIGPIPE) without a message; stdout goes to devnull so the final flush cannot fail."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real file descriptor (e.g. under click's CliRunner)
+        pass
+    sys.exit(141)
 
 
 @click.group(cls=_Group, epilog=EXAMPLES, context_settings={"help_option_names": ["-h", "--help"]})
@@ -86,6 +116,8 @@ def plugins(as_json: bool) -> None:
 def list_(kind: str, modality: str | None, as_json: bool) -> None:
     """List registered components of one KIND."""
     reg = registry()
+    if modality is not None:
+        reg.get("modality", modality)  # an unknown data kind is refused with "did you mean" (exit 2)
     comps = reg.components(SINGULAR[kind], modality=modality)
     entries = []
     for c in comps:
@@ -109,14 +141,16 @@ def list_(kind: str, modality: str | None, as_json: bool) -> None:
 def show(name: str) -> None:
     """Show a component: docstring, paper, plugin, data kinds, capabilities, parameters and defaults."""
     reg = registry()
-    found = []
-    for kind in PLURAL:
-        try:
-            found.append(reg.get(kind, name))
-        except UsageError:
-            continue
+    # Every component of any kind with that bare or qualified name (a bare name several plugins share shows all).
+    found = [c for kind in PLURAL for c in reg.components(kind) if name in (c.name, c.qualified_name())]
     if not found:
-        reg.get("attack" if "/" not in name else "case", name)  # raises the best "did you mean" message
+        plugin = name.split("/", 1)[0] if "/" in name else None
+        info = reg.infos.get(plugin) if plugin else None
+        if plugin and ((info is None and plugin in FIRST_PARTY) or (info is not None and info.status != "ok")):
+            reg.get("case", name)  # raises: the plugin is not installed, disabled or broken, with the fix
+        known = {n for kind in PLURAL for n in reg.names(kind)}
+        raise UnknownComponent(f"nothing is registered as '{name}'.{suggest(name, known)} "
+                               f"See: gradleak list {{{','.join(KIND_CHOICES)}}}")
     for cls in found:
         click.echo(f"{cls.qualified_name()}  ({cls.kind}, plugin '{cls.plugin}')")
         doc = inspect.cleandoc(cls.__doc__ or "")

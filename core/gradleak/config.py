@@ -145,11 +145,27 @@ def describe_fields(config_cls: type) -> list[tuple[str, str, str, str]]:
             default = repr(f.default_factory())
         else:
             default = "(required)"
-        type_name = getattr(hints[f.name], "__name__", None) or str(hints[f.name]).replace("typing.", "")
+        type_name = _type_name(hints[f.name])
         rows.append((f.name, type_name, default, str(f.metadata.get("help", ""))))
     return rows
+
+
+def _type_name(annotation: Any) -> str:
+    """``int``, ``int | None``, ``fedsgd|fedavg|aggregate`` (a Literal lists its choices)."""
+    if get_origin(annotation) is Literal:
+        return "|".join(map(str, get_args(annotation)))
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
 
 
 def param(default: Any, help: str) -> Any:
     """A dataclass field with a default and a help text shown by ``gradleak show``."""
     return dataclasses.field(default=default, metadata={"help": help})
+
+
+def require_positive(config: Any, owner: str, *names: str, allow_zero: tuple[str, ...] = ()) -> None:
+    """Refuse non-positive values of ``names`` (``allow_zero`` may be 0) with a one-line ConfigError."""
+    for name in names:
+        value = getattr(config, name)
+        if value < 0 or (value == 0 and name not in allow_zero) or value != value:
+            bound = ">= 0" if name in allow_zero else "> 0"
+            raise ConfigError(f"{owner}: {name} must be {bound}, got {value}")

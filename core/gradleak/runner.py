@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,9 +19,9 @@ from typing import Any
 import torch
 
 from .components import Attack, Case, Defense, Metric, Modality
-from .config import make_config, split_params
+from .config import _coerce, make_config, split_params
 from .device import generator, resolve_device
-from .errors import DataError, IncompatibleError
+from .errors import DataError, IncompatibleError, UsageError
 from .fl.client import client_update
 from .matching import match_order
 from .registry import Registry, registry
@@ -107,7 +108,7 @@ def plan(
                                 f"see: gradleak list attacks --modality {case_cls.modality}")
     sets = dict(sets or {})
     if "budget" in sets:
-        budget = int(sets.pop("budget"))
+        budget = _coerce("--set", "budget", sets.pop("budget"), int)
     case_params, attack_params = split_params(
         sets, (case_cls.qualified_name(), case_cls.Config), (attack_cls.name, attack_cls.Config))
     case_obj = case_cls(make_config(case_cls.Config, case_params, case_cls.qualified_name()), dev)
@@ -151,12 +152,16 @@ def run(
     By default: one batch of the case's built-in data, or every full batch of ``data`` when given.
     """
     p = plan(case, attack, defenses, sets, device, budget, reg)
+    if not 0 <= seed < 2**32:
+        raise UsageError(f"--seed must be between 0 and {2**32 - 1}, got {seed}")
+    if out is not None:
+        _check_out(Path(out))
     path = Path(data) if data is not None else None
     if path is not None and not path.exists():
         raise DataError(f"--data {path}: no such file or directory; pass a folder of images, a file, or an env id")
     samples = p.case.load_data(path).to(p.device)
     n_total = len(samples)
-    bs = batch_size or p.case.default_batch_size
+    bs = batch_size if batch_size is not None else p.case.default_batch_size
     if bs < 1:
         raise DataError(f"--batch-size must be >= 1, got {bs}")
     if bs > n_total:
@@ -193,6 +198,18 @@ def run(
         success_rate=sum(r["success"] for r in per_sample) / len(per_sample),
         utility={k: sum(v) / len(v) for k, v in utility.items()}, params=p.params,
     )
+
+
+def _check_out(out: Path) -> None:
+    """Refuse an ``--out`` that cannot hold the artifacts before any compute (creating the folder)."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: is a file, not a folder; choose a folder to write the artifacts to")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--out {out}: cannot create this folder ({exc.strerror or exc}); choose a writable one") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out}: this folder is not writable; choose a writable one")
 
 
 def _attack_batch(p: Plan, truth: Batch, seed: int, k: int, progress: Progress | None,

@@ -8,7 +8,7 @@ from typing import Literal
 import torch
 
 from ..components import Attack
-from ..config import param
+from ..config import param, require_positive
 from ..engine import InversionSettings, count_labels, idlg_label, invert
 from ..types import Reconstruction, Update
 from ..view import AttackerView
@@ -31,10 +31,13 @@ def known_or_recovered_labels(view: AttackerView, update: Update) -> torch.Tenso
 class DLGConfig:
     iterations: int = param(300, "L-BFGS steps (each up to `lbfgs_inner` inner iterations)")
     lr: float = param(1.0, "L-BFGS step size")
-    restarts: int = param(4, "random restarts optimised together; the best final objective wins")
+    restarts: int = param(8, "random restarts optimised together; the best final objective wins")
     lbfgs_inner: int = param(20, "inner L-BFGS iterations per step (torch's max_iter)")
     boxed: bool = param(False, "clamp candidates to the data range after each step (DLG: no)")
     line_search: bool = param(True, "Armijo backtracking per restart (DLG: no; false gives the paper's fixed step)")
+
+    def validate(self, owner: str) -> None:
+        require_positive(self, owner, "iterations", "lr", "restarts", "lbfgs_inner")
 
 
 class DLG(Attack):
@@ -86,6 +89,9 @@ class InvertingGradientsConfig:
     signed: bool = param(True, "use the sign of the gradient (signed Adam)")
     boxed: bool = param(True, "clamp candidates to the data range")
     schedule: Literal["none", "step", "cosine"] = param("step", "step: x0.1 at 3/8, 5/8, 7/8 of the run")
+
+    def validate(self, owner: str) -> None:
+        require_positive(self, owner, "iterations", "lr", "restarts", "tv", allow_zero=("tv",))
 
 
 class InvertingGradients(Attack):

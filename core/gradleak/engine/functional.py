@@ -9,6 +9,8 @@ and ``y`` (double backward through ``torch.func.grad``), so it can be matched to
 - FedAvg: the local SGD steps are unrolled differentiably (Dimitrov et al. 2022, "Data Leakage in Federated
   Averaging"): ``theta_{k+1} = theta_k - lr * grad L(theta_k; minibatch_k)``, returning ``theta_K - theta_0``,
   with the client's mini-batch order (consecutive chunks of ``local_batch_size``, cycled).
+- Aggregate (``update.num_clients > 1``): the mean of the above over equal consecutive shares of the batch, one per
+  client (each with its own BatchNorm statistics and local trajectory).
 """
 
 from __future__ import annotations
@@ -42,6 +44,10 @@ class CandidateUpdate:
         self.frozen = {n: p.detach() for n, p in model.named_parameters() if not p.requires_grad}
         self.buffers = {n: b for n, b in model.named_buffers()}
         self.kind = update.kind
+        # ``aggregate``: the server sees the mean of ``num_clients`` updates, each on an equal consecutive share.
+        self.clients = int(update.num_clients)
+        if view.batch_size % self.clients:
+            raise DataError(f"a batch of {view.batch_size} cannot be split evenly across {self.clients} clients")
         if update.kind == "delta":
             if update.local_lr is None:
                 raise CapabilityError(
@@ -61,6 +67,13 @@ class CandidateUpdate:
         return self.loss(out, y)
 
     def _single(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if self.clients == 1:
+            return self._client(x, y)
+        size = x.shape[0] // self.clients
+        parts = [self._client(x[c * size:(c + 1) * size], y[c * size:(c + 1) * size]) for c in range(self.clients)]
+        return tuple(sum(part[i] for part in parts) / self.clients for i in range(len(self.names)))
+
+    def _client(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
         if self.kind == "gradient":
             g = grad(self._loss)(self.params, x, y)
             return tuple(g[n] for n in self.names)

@@ -126,7 +126,7 @@ def invert(
             break
         if it % 10 == 0 or it == settings.iterations - 1:
             best_now = total[alive].min() if bool(alive.any()) else total.min()
-            view.report(it + 1, settings.iterations, float(best_now))
+            view.report(it + 1, settings.iterations, float(best_now.detach()))
     with torch.no_grad():
         for v, keep in zip(variables, last_good):
             v.copy_(keep)

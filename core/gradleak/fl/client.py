@@ -91,10 +91,15 @@ def client_update(
     for defense in defenses:
         if defense.stage == "data":
             batch = defense.apply_data(batch, generator)
-    if protocol.name == "aggregate":
-        update = _aggregate(model, case, modality, batch, protocol, defenses, generator)
-    else:
-        update = local_update(model, case, modality, batch, protocol, defenses, generator)
+    # Dropout draws from torch's global generator: seed it from the client's own, so that the update depends
+    # on ``generator`` alone (the global state is restored afterwards).
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
+    with torch.random.fork_rng(devices=[generator.device] if generator.device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        if protocol.name == "aggregate":
+            update = _aggregate(model, case, modality, batch, protocol, defenses, generator)
+        else:
+            update = local_update(model, case, modality, batch, protocol, defenses, generator)
     sent = update
     for defense in defenses:
         if defense.stage == "update":
