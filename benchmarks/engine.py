@@ -137,6 +137,8 @@ def main(argv: list[str] | None = None) -> dict:
             "marginal_batched_over_sequential_restarts8": m["batch1_restarts8"] / m["batch1_restarts8_sequential"],
         },
     }
+    if hasattr(os, "getloadavg"):
+        report["machine"]["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")

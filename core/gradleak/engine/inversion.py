@@ -41,6 +41,8 @@ class InversionSettings:
     restarts: int = 1
     lbfgs_inner: int = 20
     line_search: bool = True
+    init_mean: float = 0.0
+    init_std: float = 1.0
 
 
 def invert(
@@ -58,7 +60,11 @@ def invert(
     fn = CandidateUpdate(view, update)
     target = fn.target(update)
     match = make_objective(settings.objective, settings.tag_alpha)
-    z = space.init(R, B, view.generator).requires_grad_(True)
+    z = space.init(R, B, view.generator)
+    if settings.init_mean != 0.0 or settings.init_std != 1.0:
+        z = settings.init_mean + settings.init_std * z
+    space.project(z)
+    z.requires_grad_(True)
     variables = [z]
     joint = labels is None
     if joint:
