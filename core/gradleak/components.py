@@ -235,6 +235,8 @@ class Attack(Component):
 
     kind = "attack"
     active: ClassVar[bool] = False
+    #: Prior classes the attack adds to its objective; their ``requires`` are checked with the attack's.
+    priors: ClassVar[tuple[type[Prior], ...]] = ()
 
     @abstractmethod
     def reconstruct(self, update: Update, view: AttackerView, budget: int | None = None) -> Reconstruction: ...

@@ -115,6 +115,8 @@ def plan(
     attack_obj = attack_cls(make_config(attack_cls.Config, attack_params, attack_cls.name), dev)
     threat = case_obj.threat_model
     threat.require(attack_cls.requires, f"attack '{attack_cls.name}'")
+    for prior_cls in attack_cls.priors:
+        threat.require(prior_cls.requires, f"prior '{prior_cls.name}' of attack '{attack_cls.name}'")
     defense_objs = []
     for spec in defenses or ("none",):
         name, params = parse_component(spec)

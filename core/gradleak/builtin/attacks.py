@@ -111,6 +111,7 @@ class InvertingGradients(Attack):
 
     name = "inverting-gradients"
     modalities = CONTINUOUS
+    priors = (TotalVariation,)
     Config = InvertingGradientsConfig
     paper = "Geiping et al., Inverting Gradients, NeurIPS 2020"
 
