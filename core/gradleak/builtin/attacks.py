@@ -105,8 +105,9 @@ class InvertingGradients(Attack):
     model grants them, else recovered from the last layer (iDLG / Wainakh et al.). The paper's TV weight
     depends on the data set (1e-1 ImageNet, 1e-4 to 1e-6 CIFAR notebooks); we chose 0.03 among 0.0001, 0.01,
     0.02, 0.03 and 0.05 on 32x32 photos with LeNet (0.01 gives about 1 dB less there). 24,000 iterations is
-    the paper's budget; 4,800 (inversefed's quick default) loses 1-1.5 dB on LeNet. inversefed starts from ``randn`` in the *normalised* space of CIFAR (per-channel mean
-    about 0.5, std about 0.25); our images live in [0, 1], so the same start is N(0.5, 0.25^2) there.
+    the paper's budget; 4,800 (inversefed's quick default) loses 1-1.5 dB on LeNet. inversefed starts from
+    ``randn`` in the *normalised* space of CIFAR (per-channel mean about 0.5, std about 0.25); our images
+    live in [0, 1], so the same start is N(0.5, 0.25^2) there.
     """
 
     name = "inverting-gradients"
