@@ -26,3 +26,5 @@ def register_metrics(register):
 @hookimpl
 def register_defenses(register):
     register(defenses.NoDefense)
+    register(defenses.DPGaussian)
+    register(defenses.Prune)
