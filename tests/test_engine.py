@@ -200,6 +200,11 @@ def batched_run(starts: torch.Tensor, steps: int, line_search: bool) -> list[tor
         f.sum().backward()
         return f
 
+    return trajectory(opt, closure, x, steps)
+
+
+def trajectory(opt, closure, x: torch.Tensor, steps: int) -> list[torch.Tensor]:
+    """The iterate after each of ``steps`` optimizer steps."""
     out = []
     for _ in range(steps):
         opt.step(closure)
@@ -217,11 +222,7 @@ def torch_run(x0: torch.Tensor, steps: int) -> list[torch.Tensor]:
         f.backward()
         return f
 
-    out = []
-    for _ in range(steps):
-        opt.step(closure)
-        out.append(x.detach().clone())
-    return out
+    return trajectory(opt, closure, x, steps)
 
 
 def test_batched_lbfgs_without_line_search_follows_torch_lbfgs():

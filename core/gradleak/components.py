@@ -10,9 +10,8 @@ Data kinds: ``modalities`` is the set of modality names (``"image"``, ``"graph"`
 
 from __future__ import annotations
 
-import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -314,8 +313,6 @@ class Detector(Component):
     def score(self, model: torch.nn.Module, reference: torch.nn.Module | None = None) -> float: ...
 
 
-ComponentFactory = Callable[..., Component]
-
 KINDS: dict[str, type[Component]] = {
     "modality": Modality,
     "case": Case,
@@ -325,7 +322,3 @@ KINDS: dict[str, type[Component]] = {
     "defense": Defense,
     "detector": Detector,
 }
-
-
-def replace_config(config: Any, **changes: Any) -> Any:
-    return dataclasses.replace(config, **changes)

@@ -7,7 +7,6 @@ size) is checked first, so a bad run fails in a second with one clear line.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -25,7 +24,7 @@ from .errors import DataError, IncompatibleError, UsageError
 from .fl.client import client_update
 from .matching import match_order
 from .registry import Registry, registry
-from .types import Batch, Update
+from .types import Batch
 from .view import AttackerView
 
 log = logging.getLogger(__name__)
@@ -305,7 +304,3 @@ def save_artifacts(modality: Modality, truths: list[Batch], recons: list[Batch],
     artifacts.update(modality.save(recon, out, "recon"))
     artifacts.update(modality.save_pictures(truth, recon, out))
     return artifacts
-
-
-def dumps(result: RunResult) -> str:
-    return json.dumps(result.as_json())
