@@ -24,6 +24,7 @@ from .components import (
 )
 from .config import param
 from .errors import (
+    AttackFailed,
     CapabilityError,
     ConfigError,
     DataError,
@@ -44,7 +45,7 @@ from .view import AttackerView
 __version__ = "0.1.0"
 
 __all__ = [
-    "CAPABILITIES", "Attack", "AttackerView", "Batch", "CapabilityError", "Case", "CaseConfig", "Component",
+    "CAPABILITIES", "Attack", "AttackFailed", "AttackerView", "Batch", "CapabilityError", "Case", "CaseConfig", "Component",
     "ConfigError", "DataError", "Defense", "DependencyMissing", "Detector", "GradleakError", "IncompatibleError",
     "Metric", "Modality", "NoConfig", "Prior", "Protocol", "Reconstruction", "Registry", "RunResult",
     "SearchSpace", "ThreatModel", "UnknownComponent", "Update", "UsageError", "__version__", "hookimpl",

@@ -173,6 +173,9 @@ class Case(Component):
     modality: ClassVar[str]
     num_classes: ClassVar[int | None] = None
     default_batch_size: ClassVar[int] = 1
+    #: Whether ``--data`` names a file or folder (checked to exist before any compute); False for cases
+    #: whose ``--data`` is a name, such as a Gymnasium environment id (``load_data`` validates it).
+    data_is_path: ClassVar[bool] = True
     Config = CaseConfig
 
     @abstractmethod

@@ -46,6 +46,20 @@ class DependencyMissing(UsageError, ModuleNotFoundError):
     """An optional package is not installed; the message names the pip command that installs it."""
 
 
+class AttackFailed(GradleakError):
+    """An attack knows it cannot reconstruct this batch (e.g. a rank condition fails).
+
+    Raised from ``Attack.reconstruct``; the run goes on and records every sample of the batch with status
+    ``failed: <reason>`` and no metric values, never a wrong reconstruction. ``reason`` is one short word
+    (``rank``, ``budget``); ``detail`` says why in a sentence.
+    """
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
 class PluginError(GradleakError):
     """A plugin broke the contract (raised only under GRADLEAK_STRICT_PLUGINS=1 or by the conformance kit)."""
 

@@ -20,11 +20,11 @@ import torch
 from .components import Attack, Case, Defense, Metric, Modality
 from .config import _coerce, make_config, split_params
 from .device import generator, resolve_device
-from .errors import DataError, IncompatibleError, UsageError
+from .errors import AttackFailed, DataError, IncompatibleError, UsageError
 from .fl.client import client_update
 from .matching import match_order
 from .registry import Registry, registry
-from .types import Batch
+from .types import Batch, Reconstruction
 from .view import AttackerView
 
 log = logging.getLogger(__name__)
@@ -48,13 +48,15 @@ class RunResult:
     success_rate: float | None = None
     utility: dict[str, float] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
+    #: Samples the attack reported as failed (status ``failed: <reason>`` in ``per_sample``; not in ``metrics``).
+    failed: int = 0
 
     def as_json(self) -> dict[str, Any]:
         return {
             "case": self.case, "attack": self.attack, "defenses": self.defenses, "seed": self.seed,
             "device": self.device, "seconds": round(self.seconds, 3), "metrics": self.metrics,
             "per_sample": self.per_sample, "artifacts": self.artifacts, "success_rate": self.success_rate,
-            "utility": self.utility, "params": self.params,
+            "utility": self.utility, "params": self.params, "failed": self.failed,
         }
 
 
@@ -158,7 +160,7 @@ def run(
     if out is not None:
         _check_out(Path(out))
     path = Path(data) if data is not None else None
-    if path is not None and not path.exists():
+    if path is not None and p.case.data_is_path and not path.exists():
         raise DataError(f"--data {path}: no such file or directory; pass a folder of images, a file, or an env id")
     samples = p.case.load_data(path).to(p.device)
     n_total = len(samples)
@@ -176,28 +178,44 @@ def run(
     utility: dict[str, list[float]] = {}
     for k in range(n_batches):
         truth = p.modality.select(samples, torch.arange(k * bs, (k + 1) * bs, device=p.device))
-        rec = _attack_batch(p, truth, seed, k, progress, utility)
+        try:
+            reconstruction = _attack_batch(p, truth, seed, k, progress, utility)
+        except AttackFailed as exc:
+            log.warning("batch %d: attack '%s' failed (%s)", k, p.attack.name, exc)
+            per_sample.extend({"batch": k, "index": i, "status": f"failed: {exc.reason}", "success": False}
+                              for i in range(len(truth)))
+            continue
+        rec = reconstruction.batch
         order = match_order(p.modality.pairwise_cost(rec, truth)).to(p.device)
+        failed = {int(t): reconstruction.failed[int(r)] for t, r in enumerate(order.tolist())
+                  if int(r) in reconstruction.failed}
         rec = p.modality.select(rec, order)
         scores = {m.name: m(rec, truth).detach().cpu() for m in p.metrics}
         for i in range(len(truth)):
             row: dict[str, Any] = {"batch": k, "index": i}
-            row.update({name: float(v[i]) for name, v in scores.items()})
-            row["success"] = bool(p.modality.is_success(row))
+            if i in failed:
+                row.update(status=f"failed: {failed[i]}", success=False)
+            else:
+                row["status"] = "ok"
+                row.update({name: float(v[i]) for name, v in scores.items()})
+                row["success"] = bool(p.modality.is_success(row))
             per_sample.append(row)
         truths.append(truth)
         recons.append(rec)
     seconds = time.perf_counter() - start
     names = [m.name for m in p.metrics]
-    metrics = {n: sum(r[n] for r in per_sample) / len(per_sample) for n in names}
+    ok_rows = [r for r in per_sample if r["status"] == "ok"]
+    # Metrics average over the samples the attack did reconstruct; failures are counted apart, never scored.
+    metrics = {n: sum(r[n] for r in ok_rows) / len(ok_rows) for n in names} if ok_rows else {}
     artifacts: dict[str, str] = {}
-    if out is not None:
+    if out is not None and truths:
         artifacts = save_artifacts(p.modality, truths, recons, Path(out))
     return RunResult(
         case=p.case.qualified_name(), attack=p.attack.name, defenses=[d.name for d in p.defenses], seed=seed,
         device=str(p.device), seconds=seconds, metrics=metrics, per_sample=per_sample, artifacts=artifacts,
         success_rate=sum(r["success"] for r in per_sample) / len(per_sample),
         utility={k: sum(v) / len(v) for k, v in utility.items()}, params=p.params,
+        failed=len(per_sample) - len(ok_rows),
     )
 
 
@@ -214,7 +232,7 @@ def _check_out(out: Path) -> None:
 
 
 def _attack_batch(p: Plan, truth: Batch, seed: int, k: int, progress: Progress | None,
-                  utility: dict[str, list[float]]) -> Batch:
+                  utility: dict[str, list[float]]) -> Reconstruction:
     gen = generator(p.device, seed * 1_000_003 + k)
     model = p.case.build_model(gen)
     _pretrain(p, model, gen)
@@ -245,7 +263,7 @@ def _attack_batch(p: Plan, truth: Batch, seed: int, k: int, progress: Progress |
         sent = sent.replace(local_lr=None, local_batch_size=None)
     with torch.random.fork_rng(devices=[p.device] if p.device.type == "cuda" else []):
         torch.manual_seed(seed * 1_000_003 + k)
-        return p.attack.reconstruct(sent, view, p.budget).batch
+        return p.attack.reconstruct(sent, view, p.budget)
 
 
 def _replace(view: AttackerView, **changes: Any) -> AttackerView:

@@ -83,8 +83,12 @@ class Reconstruction:
 
     ``objective`` is the final value of the attack's own objective for the returned candidate
     (``None`` for analytic attacks); ``info`` holds per-restart objectives, iterations run, etc.
+    ``failed`` maps indices of ``batch`` the attack knows to be wrong to a one-word reason (``"rank"``): the
+    runner records the truth sample matched to each as ``failed: <reason>`` with no metric values. A batch
+    that fails as a whole raises :class:`gradleak.errors.AttackFailed` instead.
     """
 
     batch: Batch
     objective: float | None = None
     info: Mapping[str, Any] = field(default_factory=dict)
+    failed: Mapping[int, str] = field(default_factory=dict)
