@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..hookspecs import hookimpl
-from . import attacks, defenses, metrics, priors
+from . import attacks, defenses, detectors, metrics, priors
 
 
 @hookimpl
@@ -28,3 +28,9 @@ def register_defenses(register):
     register(defenses.NoDefense)
     register(defenses.DPGaussian)
     register(defenses.Prune)
+
+
+@hookimpl
+def register_detectors(register):
+    for cls in detectors.DETECTORS:
+        register(cls)

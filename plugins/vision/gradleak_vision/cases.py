@@ -55,3 +55,6 @@ class LeNetCase(Case):
 
     def public_data(self) -> Batch | None:
         return public_photo_crops()
+
+#: The cases this module registers.
+CASES = [LeNetCase]

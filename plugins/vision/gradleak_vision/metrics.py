@@ -122,3 +122,6 @@ class SSIM(Metric):
     def __call__(self, recon: Batch, truth: Batch) -> torch.Tensor:
         r, t = _pair(recon, truth)
         return ssim(r, t).float()
+
+#: The metrics this module registers.
+METRICS = [MSE, PSNR, SSIM]

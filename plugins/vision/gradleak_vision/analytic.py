@@ -1,0 +1,5 @@
+"""Analytic (closed-form, exact) attacks on images."""
+
+from __future__ import annotations
+
+ATTACKS: list[type] = []
