@@ -73,7 +73,7 @@ PLUGIN_SOURCE = textwrap.dedent('''
         name = "nan-update"
         stage = "update"
 
-        def apply_update(self, update, generator):
+        def apply_update(self, update, generator, context=None):
             return update.with_tensors({k: torch.full_like(v, float("nan")) for k, v in update.tensors.items()})
 
 

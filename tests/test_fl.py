@@ -382,3 +382,23 @@ def test_run_with_dropout_in_train_mode_is_deterministic(reg):
     first = gradleak.run("t/bn-dropout", "inverting-gradients", **kw)
     again = gradleak.run("t/bn-dropout", "inverting-gradients", **kw)
     assert first.per_sample == again.per_sample
+
+
+def test_client_context_loss_with_replaced_parameters_matches_a_model_carrying_them():
+    import copy
+
+    from gradleak import ClientContext
+
+    case = lenet_case()
+    model = case.build_model(gen())
+    batch = photos(2)
+    ctx = ClientContext(model, case, IMAGE, batch)
+    shifted = {n: p.detach() + 0.01 for n, p in model.named_parameters()}
+    other = copy.deepcopy(model)
+    with torch.no_grad():
+        for n, p in other.named_parameters():
+            p.copy_(shifted[n])
+    expected = case.loss(case.forward(other, batch), batch.labels)
+    assert float(ctx.loss(shifted)) == pytest.approx(float(expected), rel=1e-6)
+    assert float(ctx.loss()) == pytest.approx(float(case.loss(case.forward(model, batch), batch.labels)), rel=1e-6)
+    assert float(ctx.loss(shifted)) != pytest.approx(float(ctx.loss()), rel=1e-6)

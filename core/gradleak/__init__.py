@@ -13,6 +13,7 @@ from .components import (
     Attack,
     Case,
     CaseConfig,
+    ClientContext,
     Component,
     Defense,
     Detector,
@@ -45,7 +46,7 @@ from .view import AttackerView
 __version__ = "0.1.0"
 
 __all__ = [
-    "CAPABILITIES", "Attack", "AttackFailed", "AttackerView", "Batch", "CapabilityError", "Case", "CaseConfig", "Component",
+    "CAPABILITIES", "Attack", "AttackFailed", "AttackerView", "Batch", "CapabilityError", "Case", "CaseConfig", "ClientContext", "Component",
     "ConfigError", "DataError", "Defense", "DependencyMissing", "Detector", "GradleakError", "IncompatibleError",
     "Metric", "Modality", "NoConfig", "Prior", "Protocol", "Reconstruction", "Registry", "RunResult",
     "SearchSpace", "ThreatModel", "UnknownComponent", "Update", "UsageError", "__version__", "hookimpl",

@@ -274,18 +274,55 @@ class Metric(Component):
     def __call__(self, recon: Batch, truth: Batch) -> torch.Tensor: ...
 
 
-DefenseStage = Literal["data", "update", "train"]
+DefenseStage = Literal["data", "update", "train", "model"]
+
+
+@dataclass(frozen=True)
+class ClientContext:
+    """What a client-side defense may look at: its own model, training code and private batch.
+
+    ``model`` is the model as the client received it (before local training; never modify it), ``batch`` the
+    private batch after data-stage defenses. :meth:`loss` evaluates the client's loss with other parameters,
+    as CENSOR's candidate selection and utility costs need.
+    """
+
+    model: torch.nn.Module
+    case: Case
+    modality: Modality
+    batch: Batch
+
+    def loss(self, params: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """The client's mean loss on its batch, with ``params`` (by name) replacing the model's parameters."""
+        from torch.func import functional_call
+
+        if params is None:
+            return self.case.loss(self.case.forward(self.model, self.batch), self.batch.labels)
+        full = {n: p for n, p in self.model.named_parameters()}
+        full.update(params)
+
+        class _Bound(torch.nn.Module):
+            def __init__(self, inner: torch.nn.Module) -> None:
+                super().__init__()
+                self.inner = inner
+
+            def forward(self, *args: Any, **kwargs: Any) -> Any:
+                return functional_call(self.inner, full, args, kwargs)
+
+        return self.case.loss(self.case.forward(_Bound(self.model), self.batch), self.batch.labels)
 
 
 class Defense(Component):
     """Protects a client. ``stage`` says where it acts:
 
     - ``"data"``: :meth:`apply_data` transforms the private batch before training;
-    - ``"update"``: :meth:`apply_update` transforms the update before it is sent;
-    - ``"train"``: :meth:`apply_step` transforms every local step's gradient (DP-SGD style).
+    - ``"model"``: :meth:`apply_model` changes the model the client trains (e.g. a noise layer inserted in a
+      latent space); the server receives the update of the changed model;
+    - ``"train"``: :meth:`apply_step` transforms every local step's gradient (DP-SGD style);
+    - ``"update"``: :meth:`apply_update` transforms the update before it is sent; ``context`` gives the
+      client's model and batch to defenses that need them (CENSOR, Soteria).
 
     :meth:`utility_cost` reports what the defense costs the federation (by default the relative L2 distortion
-    of the update).
+    of the update; ``context`` allows loss-based costs).
     """
 
     kind = "defense"
@@ -294,13 +331,16 @@ class Defense(Component):
     def apply_data(self, batch: Batch, generator: torch.Generator) -> Batch:
         return batch
 
-    def apply_update(self, update: Update, generator: torch.Generator) -> Update:
+    def apply_model(self, model: torch.nn.Module, context: ClientContext, generator: torch.Generator) -> torch.nn.Module:
+        return model
+
+    def apply_update(self, update: Update, generator: torch.Generator, context: ClientContext | None = None) -> Update:
         return update
 
     def apply_step(self, grads: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
         return grads
 
-    def utility_cost(self, clean: Update, defended: Update) -> dict[str, float]:
+    def utility_cost(self, clean: Update, defended: Update, context: ClientContext | None = None) -> dict[str, float]:
         num = sum(float((defended.tensors[k] - v).pow(2).sum()) for k, v in clean.tensors.items())
         den = sum(float(v.pow(2).sum()) for v in clean.tensors.values())
         return {"update_distortion": (num / den) ** 0.5 if den > 0 else 0.0}

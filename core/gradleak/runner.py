@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from .components import Attack, Case, Defense, Metric, Modality
+from .components import Attack, Case, ClientContext, Defense, Metric, Modality
 from .config import _coerce, make_config, split_params
 from .device import generator, resolve_device
 from .errors import AttackFailed, DataError, IncompatibleError, UsageError
@@ -252,9 +252,10 @@ def _attack_batch(p: Plan, truth: Batch, seed: int, k: int, progress: Progress |
     model.train(protocol.mode == "train")
     if threat.bn_stats:
         view = _replace(view, bn_stats=batch_norm_stats(model, p.case, truth))
-    _, clean, sent = client_update(model, p.case, p.modality, truth, p.defenses, gen)
+    trained_on, clean, sent = client_update(model, p.case, p.modality, truth, p.defenses, gen)
+    context = ClientContext(model, p.case, p.modality, trained_on)
     for d in p.defenses:
-        for key, value in d.utility_cost(clean, sent).items():
+        for key, value in d.utility_cost(clean, sent, context).items():
             utility.setdefault(f"{d.name}.{key}", []).append(value)
     if not sent.is_finite():
         raise DataError("the client's update contains NaN or inf (diverging local training or a defense's noise); "

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..components import Defense
+from ..components import ClientContext, Defense
 from ..config import param, require_positive
 from ..errors import ConfigError
 from ..types import Update
@@ -52,7 +52,7 @@ class DPGaussian(Defense):
     Config = DPGaussianConfig
     paper = "Abadi et al. 2016 (DP-SGD); McMahan et al. 2018 (DP-FedAvg)"
 
-    def apply_update(self, update: Update, generator: torch.Generator) -> Update:
+    def apply_update(self, update: Update, generator: torch.Generator, context: ClientContext | None = None) -> Update:
         cfg = self.config
         clipped = clip_update(dict(update.tensors), cfg.clip)
         if cfg.sigma == 0:
@@ -91,7 +91,7 @@ class Prune(Defense):
     Config = PruneConfig
     paper = "Zhu, Liu, Han 2019 (Deep Leakage from Gradients), Sec. 5"
 
-    def apply_update(self, update: Update, generator: torch.Generator) -> Update:
+    def apply_update(self, update: Update, generator: torch.Generator, context: ClientContext | None = None) -> Update:
         return update.with_tensors({k: self._prune(t) for k, t in update.tensors.items()})
 
     def _prune(self, t: torch.Tensor) -> torch.Tensor:

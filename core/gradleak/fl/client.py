@@ -87,10 +87,16 @@ def client_update(
     Returns ``(trained_on, clean_update, sent_update)``: the batch after data-stage defenses, the update
     before update-stage defenses (for utility costs), and the update the server receives.
     """
+    from ..components import ClientContext
+
     protocol = case.protocol
     for defense in defenses:
         if defense.stage == "data":
             batch = defense.apply_data(batch, generator)
+    for defense in defenses:
+        if defense.stage == "model":
+            model = defense.apply_model(model, ClientContext(model, case, modality, batch), generator)
+    context = ClientContext(model, case, modality, batch)
     # Dropout draws from torch's global generator: seed it from the client's own, so that the update depends
     # on ``generator`` alone (the global state is restored afterwards).
     seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
@@ -103,7 +109,7 @@ def client_update(
     sent = update
     for defense in defenses:
         if defense.stage == "update":
-            sent = defense.apply_update(sent, generator)
+            sent = defense.apply_update(sent, generator, context)
     return batch, update, sent
 
 
