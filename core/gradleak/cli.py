@@ -228,6 +228,59 @@ def run(case: str, attack: str, defenses: tuple[str, ...], data: str | None, bat
         click.echo(f"{k}: {v}")
 
 
+STUDY_EXAMPLES = """\b
+Examples:
+  gradleak study examples/cross_modality.toml --out results/cross
+  gradleak study examples/cross_modality.toml --dry-run
+  gradleak study examples/cross_modality.toml --out results/cross --resume --workers 2
+  gradleak study big.toml --backend ray --address auto
+"""
+
+
+@cli.command(epilog=STUDY_EXAMPLES)
+@click.argument("study_file", metavar="STUDY.toml", type=click.Path())
+@click.option("--out", type=click.Path(), help="Study folder (results.sqlite, artifacts/); default results/<name>.")
+@click.option("--workers", type=int, default=1, show_default=True, help="Runs at once (1: in this process).")
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True)
+@click.option("--address", help="Ray cluster address (with --backend ray); default: a local Ray runtime.")
+@click.option("--resume", is_flag=True, help="Continue a study in --out: finished runs are kept, the rest run.")
+@click.option("--dry-run", is_flag=True, help="Print the expanded grid (runs and skips with reasons) and stop.")
+@click.option("--report/--no-report", "make_report", default=True, show_default=True,
+              help="Write report.html into the study folder at the end.")
+def study(study_file: str, out: str | None, workers: int, backend: str, address: str | None, resume: bool,
+          dry_run: bool, make_report: bool) -> None:
+    """Run a study file: a grid of cases x attacks x defenses x seeds, stored in DIR/results.sqlite."""
+    from .study import Study
+
+    st = Study.from_toml(study_file)
+    if dry_run:
+        rows = [("status", "case", "attack", "defense", "seed", "origin", "reason")]
+        rows += [(r["status"], r["case"], r["attack"], r["defense"], str(r["seed"]), r["origin"], r["reason"] or "-")
+                 for r in st.dry_run()]
+        _table(rows)
+        click.echo(f"{len(st.runs)} run(s), {len(st.skipped)} skipped")
+        return
+    directory = out or f"results/{st.name}"
+    frame = st.run(out=directory, workers=workers, backend=backend, address=address, resume=resume)
+    counts = frame["status"].value_counts().to_dict() if len(frame) else {}
+    click.echo(f"study '{st.name}': " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) + f"  ({directory})")
+    if make_report:
+        from .report import write_report
+
+        path = write_report(directory)
+        click.echo(f"report: {path}")
+
+
+@cli.command()
+@click.argument("directory", metavar="DIR", type=click.Path())
+@click.option("-o", "--output", type=click.Path(), help="HTML file to write; default DIR/report.html.")
+def report(directory: str, output: str | None) -> None:
+    """Render a study folder (or a run's --out folder) as one static HTML page."""
+    from .report import write_report
+
+    click.echo(write_report(directory, output))
+
+
 def _table(rows: list[tuple[str, ...]]) -> None:
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
     for n, r in enumerate(rows):
