@@ -189,12 +189,7 @@ def run(case: str, attack: str, defenses: tuple[str, ...], data: str | None, bat
     """Run one attack on a case and score the reconstruction."""
     from .runner import run as run_attack
 
-    params = {}
-    for item in sets:
-        key, eq, value = item.partition("=")
-        if not eq or not key.strip():
-            raise UsageError(f"--set {item!r}: expected KEY=VALUE, e.g. --set iterations=100")
-        params[key.strip()] = value.strip()
+    params = _parse_sets(sets)
     bars: dict[int, Any] = {}
     progress = None
     if not as_json and sys.stdout.isatty():
@@ -279,6 +274,48 @@ def report(directory: str, output: str | None) -> None:
     from .report import write_report
 
     click.echo(write_report(directory, output))
+
+
+@cli.command(epilog="""\b
+Examples:
+  gradleak tune --case vision/lenet --attack inverting-gradients --trials 20 --budget 500 --out tune/ig
+  gradleak tune --case vision/lenet --attack dlg --param lr=0.1:2 --trials 10
+""")
+@click.option("--case", "case", required=True, help="Case whose public (surrogate) data is attacked.")
+@click.option("--attack", "attack", required=True, help="Attack whose hyper-parameters are searched.")
+@click.option("--trials", type=int, default=20, show_default=True, help="Optuna trials (resumes to this total).")
+@click.option("--out", type=click.Path(), default="tune-out", show_default=True,
+              help="Folder: results.sqlite (trials) and best.toml (a study preset).")
+@click.option("--param", "param_ranges", multiple=True, metavar="NAME=LOW:HIGH|a,b",
+              help="Search range of one attack parameter; repeatable.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Fixed case or attack parameter; repeatable.")
+@click.option("--budget", type=int, help="The attack's iteration budget in every trial.")
+@click.option("--batch-size", type=int, help="Surrogate samples per attacked batch.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+def tune(case: str, attack: str, trials: int, out: str, param_ranges: tuple[str, ...], sets: tuple[str, ...],
+         budget: int | None, batch_size: int | None, seed: int, device: str) -> None:
+    """Search an attack's hyper-parameters with Optuna on the attacker's own public data."""
+    from .tune import parse_params
+    from .tune import tune as run_tune
+
+    result = run_tune(case, attack, trials=trials, out=out, sets=_parse_sets(sets), params=parse_params(param_ranges),
+                      budget=budget, batch_size=batch_size, seed=seed, device=device,
+                      show_progress=sys.stderr.isatty())
+    click.echo(f"best {result.metric} on public data: {result.best_value:.4g} after {result.trials} trial(s)")
+    for k, v in sorted(result.best_params.items()):
+        click.echo(f"  {k} = {v}")
+    click.echo(f"preset: {result.preset}  (run it: gradleak study {result.preset})")
+
+
+def _parse_sets(sets: tuple[str, ...]) -> dict[str, str]:
+    params = {}
+    for item in sets:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise UsageError(f"--set {item!r}: expected KEY=VALUE, e.g. --set iterations=100")
+        params[key.strip()] = value.strip()
+    return params
 
 
 def _table(rows: list[tuple[str, ...]]) -> None:

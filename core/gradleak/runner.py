@@ -163,6 +163,24 @@ def run(
     if path is not None and p.case.data_is_path and not path.exists():
         raise DataError(f"--data {path}: no such file or directory; pass a folder of images, a file, or an env id")
     samples = p.case.load_data(path).to(p.device)
+    return attack_samples(p, samples, batch_size, batches, seed, progress, out,
+                          all_batches_default=path is not None)
+
+
+def attack_samples(
+    p: Plan,
+    samples: Batch,
+    batch_size: int | None = None,
+    batches: int | None = None,
+    seed: int = 0,
+    progress: Progress | None = None,
+    out: str | Path | None = None,
+    all_batches_default: bool = False,
+) -> RunResult:
+    """Attack consecutive batches of ``samples`` under plan ``p`` (used by :func:`run` and by tuning on
+    the attacker's surrogate data); ``batches`` None means one batch, or every full batch when
+    ``all_batches_default``."""
+    samples = samples.to(p.device)
     n_total = len(samples)
     bs = batch_size if batch_size is not None else p.case.default_batch_size
     if bs < 1:
@@ -170,7 +188,7 @@ def run(
     if bs > n_total:
         raise DataError(f"--batch-size {bs} is larger than the {n_total} samples of the data; use --batch-size {n_total} or less")
     available = n_total // bs
-    n_batches = batches if batches is not None else (available if path is not None else 1)
+    n_batches = batches if batches is not None else (available if all_batches_default else 1)
     if n_batches < 1 or n_batches > available:
         raise DataError(f"--batches {n_batches}: the data holds {available} full batch(es) of {bs}; use 1 to {available}")
     start = time.perf_counter()
