@@ -66,7 +66,8 @@ class ResultStore:
             raise UsageError(f"--out {self.directory}: cannot create this folder ({exc.strerror or exc}); "
                              "choose a writable one") from None
         self.path = self.directory / self.FILENAME
-        self._conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        # Callers serialise writes (one driver thread, or a lock); Flower calls the strategy from its own thread.
+        self._conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
         self._conn.row_factory = sqlite3.Row
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")

@@ -1,0 +1,1 @@
+"""Integrations with FL frameworks (each imports its framework lazily; see :mod:`gradleak.integrations.flower`)."""
