@@ -19,8 +19,9 @@ $(STAMP): pyproject.toml $(foreach p,$(PLUGINS),plugins/$(p)/pyproject.toml)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[all,dev]" $(foreach p,$(PLUGINS),-e plugins/$(p))
 	touch $(STAMP)
 
+# The cross-modality demo study; --resume makes a second `make demo` finish (or re-report) the first one.
 demo: venv
-	$(BIN)/python examples/demo.py --out $(DEMO_OUT)
+	$(BIN)/gradleak study examples/cross_modality.toml --out $(DEMO_OUT) --resume
 
 test: venv
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "chromium not installed: the report's browser test will be skipped"
