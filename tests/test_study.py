@@ -319,3 +319,10 @@ def test_report_loads_in_headless_chromium_without_errors(small_study, tmp_path)
     assert len(colours) > 200  # text, table shading and the reconstructed photos, not a blank page
     # The best-cell green of the comparison table is on screen.
     assert any(abs(r - 0xEE) < 3 and abs(g - 0xF7) < 3 and abs(b - 0xEE) < 3 for _, (r, g, b) in colours)
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "examples").glob("*.toml")), ids=lambda p: p.name)
+def test_every_example_study_validates(path):
+    st = Study.from_toml(path)
+    assert st.runs
+    assert not [s for s in st.skipped], [(s.spec.case, s.spec.attack, s.reason) for s in st.skipped]
