@@ -13,6 +13,7 @@ naming the path, what was expected and the fix.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from gradleak import Batch, DataError
 
 #: File name suffixes read as images (case-insensitive).
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
+log = logging.getLogger(__name__)
 _EXPECTED = "a folder of PNG/JPEG images (optionally one subfolder per class) or a .npy array"
 _LUMA = np.array([0.299, 0.587, 0.114])
 
@@ -40,14 +42,36 @@ def load_image_data(path: str | Path, shape: Sequence[int] = (3, 32, 32), *, num
         raise DataError(f"{path}: no such file or directory; pass {_EXPECTED}")
     if path.is_dir():
         files, labels = _folder(path, num_classes)
-        images = [_fit(_read_image(f, channels), height, width) for f in files]
+        raw = [_read_image(f, channels) for f in files]
     elif path.suffix.lower() == ".npy":
-        images = [_fit(img, height, width) for img in _read_array(path, channels)]
-        labels = [i % num_classes for i in range(len(images))]
+        raw = _read_array(path, channels)
+        labels = [i % num_classes for i in range(len(raw))]
     else:
         raise DataError(f"{path}: cannot read this file as image data; pass {_EXPECTED}")
+    _notice_conversions(path, raw, channels, height, width)
+    images = [_fit(img, height, width) for img in raw]
     data = torch.tensor(np.stack(images).transpose(0, 3, 1, 2), dtype=torch.float32)
     return Batch(data, torch.tensor(labels, dtype=torch.long), "image")
+
+
+def _notice_conversions(path: Path, raw: Sequence[np.ndarray], channels: int, height: int, width: int) -> None:
+    """Log one notice when images are resized or change channel count, naming the expected shape."""
+    resized = [img.shape[:2] for img in raw if img.shape[:2] != (height, width)]
+    if resized:
+        h, w = resized[0]
+        log.warning("%s: %d of %d images are not %dx%d (e.g. %dx%d); centre-cropped to the aspect ratio and "
+                    "resized bicubically to the expected %dx%dx%d", path, len(resized), len(raw), height, width, h, w,
+                    channels, height, width)
+    converted = sum(img.attrs_converted for img in raw if isinstance(img, _Converted))
+    if converted:
+        kind = "grayscale" if channels == 1 else "RGB"
+        log.warning("%s: %d image(s) converted to %s (the case expects %d channel(s))", path, converted, kind, channels)
+
+
+class _Converted(np.ndarray):
+    """An image array that changed channel count while being read (so the loader can say so once)."""
+
+    attrs_converted = 1
 
 
 def _is_image(p: Path) -> bool:
@@ -96,7 +120,10 @@ def _read_image(file: Path, channels: int) -> np.ndarray:
                 top = 65535.0 if ("16" in im.mode or gray.max() > 255) else 255.0
                 arr = np.clip(gray / top, 0.0, 1.0)[..., None]
                 return np.repeat(arr, 3, axis=-1) if channels == 3 else arr
+            bands = len([b for b in im.getbands() if b != "A"])
             arr = np.asarray(im.convert("RGB" if channels == 3 else "L"), dtype=np.float64) / 255.0
+            if bands != channels:
+                arr = (arr if arr.ndim == 3 else arr[..., None]).view(_Converted)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataError(f"cannot read image {file}: {reason}; replace or remove that file") from None
@@ -122,11 +149,12 @@ def _read_array(path: Path, channels: int) -> list[np.ndarray]:
     if arr.shape[0] == 0:
         raise DataError(f"{path}: holds no images (shape {arr.shape}); save at least one image")
     arr = _unit_range(path, arr)[..., :3]
-    if channels == 1 and arr.shape[-1] == 3:
+    source = arr.shape[-1]
+    if channels == 1 and source == 3:
         arr = (arr @ _LUMA)[..., None]
-    elif channels == 3 and arr.shape[-1] == 1:
+    elif channels == 3 and source == 1:
         arr = np.repeat(arr, 3, axis=-1)
-    return list(arr)
+    return [a.view(_Converted) for a in arr] if source != channels else list(arr)
 
 
 def _unit_range(path: Path, arr: np.ndarray) -> np.ndarray:

@@ -34,10 +34,24 @@ def test_idlg_labels_come_from_the_gradient(held_out, single_thread):
     assert result.metrics["psnr"] >= 30.0, result.per_sample
 
 
+@pytest.mark.slow
 def test_inverting_gradients_batch_of_four(held_out, single_thread):
-    """Inverting Gradients, batch 4, labels known: mean PSNR >= 18 dB and SSIM >= 0.5 over 16 photos."""
+    """Inverting Gradients at the paper's 24k iterations, batch 4, labels known: mean PSNR >= 18 dB and SSIM >= 0.5
+    over 16 photos (about 8 minutes on one core; the default suite runs the short version below)."""
     result = gradleak.run("vision/lenet", "inverting-gradients", data=held_out, batch_size=4, device="cpu",
                           seed=0, sets={"labels": "known"})
     assert len(result.per_sample) == 16
     assert result.metrics["psnr"] >= 18.0, result.per_sample
     assert result.metrics["ssim"] >= 0.5, result.per_sample
+
+
+def test_inverting_gradients_short_run(held_out, single_thread):
+    """Inverting Gradients, batch 1, 1,000 iterations (1/24 of the paper's), labels known, on the first two
+    held-out photos (a Grace Hopper crop and an LFW face): mean PSNR >= 14 dB.
+
+    Measured 19.2 and 12.7 dB (mean 16.0) at seed 0; a random start scores about 10 dB.
+    """
+    result = gradleak.run("vision/lenet", "inverting-gradients", data=held_out, batch_size=1, batches=2, device="cpu",
+                          seed=0, budget=1000, sets={"labels": "known"})
+    assert result.metrics["psnr"] >= 14.0, result.per_sample
+    assert max(row["psnr"] for row in result.per_sample) >= 17.0, result.per_sample

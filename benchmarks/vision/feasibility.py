@@ -1,0 +1,133 @@
+"""The feasibility map of Valadi et al. ("From Research to Reality", 2025) at CPU scale.
+
+Grid: client mode (train, eval) x normalization position (pre-, post-activation) x skip connections (on, off)
+x width, on ``vision/preact-resnet`` (shallow: ``--stages`` stages of ``--depth`` blocks) with the built-in
+photo crops, labels known, FedSGD, after ``--pretrain-steps`` SGD steps on the public crops (an untrained
+model's BatchNorm is the identity in eval mode, which would make pre- and post-activation nets the same function). Eval-mode clients are attacked with ``inverting-gradients``; train-mode
+clients with ``gia-running`` (their best training-mode attack: BN batch statistics recovered from the running
+buffers) and, for reference, ``inverting-gradients`` (whose candidate update already uses the candidates' own
+batch statistics). The paper's ordering: eval-mode clients leak far more than train-mode ones, and
+train-mode leakage needs shallow, wide, pre-activation-normalized models with skips.
+
+Writes ``benchmarks/vision/results/feasibility-<tag>.json`` after every run (so a cut-off benchmark keeps what
+it ran) with the scale, every run's metrics, mean PSNR per cell and the ordering checks.
+
+    python benchmarks/vision/feasibility.py --widths 8,32 --iterations 400 --batch-size 4 --tag cpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+import gradleak
+
+PAPER = ("Valadi et al. 2025, abstract and feasibility figures: inference (eval) mode makes inversion far easier; "
+         "in training mode attacks succeed only on shallow, wide models with skip connections and "
+         "pre-activation normalization")
+
+
+def cells(widths: list[int], train_attacks: list[str]) -> list[dict]:
+    out = []
+    for mode, norm, skips, width in itertools.product(("eval", "train"), ("pre", "post"), (True, False), widths):
+        attacks = ["inverting-gradients"] if mode == "eval" else train_attacks
+        for attack in attacks:
+            out.append({"mode": mode, "norm": norm, "skips": skips, "width": width, "attack": attack})
+    return out
+
+
+def mean_psnr(runs: list[dict], **where) -> float | None:
+    values = [r["metrics"]["psnr"] for r in runs
+              if r["status"] == "ok" and all(r["cell"][k] == v for k, v in where.items())]
+    return statistics.fmean(values) if values else None
+
+
+def summarise(runs: list[dict], widths: list[int]) -> dict:
+    wide, narrow = max(widths), min(widths)
+    best_train = mean_psnr(runs, mode="train", attack="gia-running", norm="pre", skips=True, width=wide)
+    others = [mean_psnr(runs, mode="train", attack="gia-running", norm=n, skips=s, width=w)
+              for n, s, w in itertools.product(("pre", "post"), (True, False), widths)
+              if (n, s, w) != ("pre", True, wide)]
+    others = [v for v in others if v is not None]
+    eval_ig = mean_psnr(runs, mode="eval", attack="inverting-gradients")
+    train_means = [v for v in (mean_psnr(runs, mode="train", attack="gia-running"),
+                               mean_psnr(runs, mode="train", attack="inverting-gradients")) if v is not None]
+    train_best_attack = max(train_means) if train_means else None
+    return {
+        "mean_psnr_eval": eval_ig,
+        "mean_psnr_train_gia_running": mean_psnr(runs, mode="train", attack="gia-running"),
+        "mean_psnr_train_inverting_gradients": mean_psnr(runs, mode="train", attack="inverting-gradients"),
+        "train_pre_skips_wide": best_train,
+        "train_other_cells_max": max(others) if others else None,
+        "checks": {
+            "eval_leaks_more_than_train": (eval_ig is not None and train_best_attack is not None
+                                           and eval_ig > train_best_attack),
+            "train_best_cell_is_pre_skips_wide": (best_train is not None and bool(others)
+                                                  and best_train >= max(others)),
+            "train_wide_beats_narrow": (lambda a, b: a is not None and b is not None and a > b)(
+                mean_psnr(runs, mode="train", attack="gia-running", width=wide),
+                mean_psnr(runs, mode="train", attack="gia-running", width=narrow)),
+            "train_pre_beats_post": (lambda a, b: a is not None and b is not None and a > b)(
+                mean_psnr(runs, mode="train", attack="gia-running", norm="pre"),
+                mean_psnr(runs, mode="train", attack="gia-running", norm="post")),
+            "train_skips_beat_no_skips": (lambda a, b: a is not None and b is not None and a > b)(
+                mean_psnr(runs, mode="train", attack="gia-running", skips=True),
+                mean_psnr(runs, mode="train", attack="gia-running", skips=False)),
+        },
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--widths", default="8,32")
+    ap.add_argument("--depth", type=int, default=1, help="blocks per stage")
+    ap.add_argument("--stages", type=int, default=2)
+    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--batches", type=int, default=1)
+    ap.add_argument("--iterations", type=int, default=400)
+    ap.add_argument("--seeds", default="0")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--pretrain-steps", type=int, default=20,
+                    help="SGD steps on public crops first, so that BN running statistics are not the identity")
+    ap.add_argument("--train-attacks", default="gia-running,inverting-gradients")
+    ap.add_argument("--tag", default="cpu")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    widths = [int(w) for w in args.widths.split(",")]
+    seeds = [int(s) for s in args.seeds.split(",")]
+    out = Path(__file__).parent / "results" / f"feasibility-{args.tag}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    scale = {"case": "vision/preact-resnet", "depth": args.depth, "stages": args.stages, "widths": widths,
+             "batch_size": args.batch_size, "batches": args.batches, "iterations": args.iterations, "seeds": seeds,
+             "labels": "known", "protocol": "fedsgd", "pretrain_steps": args.pretrain_steps, "data": "built-in photo crops", "device": "cpu",
+             "threads": args.threads, "train_attacks": args.train_attacks, "machine": platform.machine()}
+    runs: list[dict] = []
+    for seed in seeds:
+        for cell in cells(widths, args.train_attacks.split(",")):
+            sets = {"mode": cell["mode"], "norm": cell["norm"], "skips": cell["skips"], "width": cell["width"],
+                    "depth": args.depth, "stages": args.stages, "labels": "known",
+                    "pretrain_steps": args.pretrain_steps}
+            start = time.perf_counter()
+            try:
+                r = gradleak.run("vision/preact-resnet", cell["attack"], device="cpu", seed=seed,
+                                 budget=args.iterations, batch_size=args.batch_size, batches=args.batches, sets=sets)
+                row = {"cell": cell, "seed": seed, "status": "ok", "metrics": r.metrics}
+            except Exception as exc:  # recorded, never dropped: a benchmark keeps going
+                row = {"cell": cell, "seed": seed, "status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+            row["seconds"] = round(time.perf_counter() - start, 1)
+            runs.append(row)
+            print(json.dumps(row), flush=True)
+            out.write_text(json.dumps({"paper": PAPER, "scale": scale, "runs": runs,
+                                       "summary": summarise(runs, widths)}, indent=1))
+    print(json.dumps(summarise(runs, widths), indent=1))
+
+
+if __name__ == "__main__":
+    main()
