@@ -1,3 +1,3 @@
-"""gradleak-graph: Graph cases and attacks (GRAIN) on molecules."""
+"""gradleak-graph: GRAIN exact graph reconstruction (Drencheva et al., ICLR 2025), its GCN/GAT cases and metrics."""
 
 __version__ = "0.1.0"
