@@ -1,0 +1,71 @@
+"""The transition modality: packing, selection, matching costs, saved files and the picture."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from gradleak import Batch
+from gradleak_rl.envs import env_info, rollout
+from gradleak_rl.modality import Transition, TransitionSpace
+from gradleak_rl.transitions import Layout, Transitions
+
+
+def _batch(env="CartPole-v1", n=6, seed=0) -> Batch:
+    return Batch(rollout(env_info(env), n, seed), None, "transition")
+
+
+def test_pack_and_unpack_round_trip():
+    t = _batch().data
+    again = Transitions.unpack(t.packed(), t.layout, t.env)
+    for k in ("s", "a", "r", "s2", "done"):
+        assert torch.equal(getattr(again, k), getattr(t, k))
+    assert t.packed().shape == (6, Layout(4, 2, True).size) == (6, 12)
+
+
+def test_select_concat_and_cost():
+    m = Transition()
+    b = _batch()
+    idx = torch.tensor([3, 0, 5])
+    sel = m.select(b, idx)
+    assert torch.equal(sel.data.s, b.data.s[idx]) and len(sel) == 3
+    both = m.concat([sel, m.select(b, torch.tensor([1]))])
+    assert len(both) == 4 and torch.equal(both.data.r[-1:], b.data.r[1:2])
+    cost = m.pairwise_cost(sel, b)
+    assert cost.shape == (3, 6)
+    assert torch.equal(cost.argmin(1), idx)
+
+
+def test_save_writes_the_design_arrays(tmp_path):
+    m = Transition()
+    b = _batch()
+    paths = m.save(b, tmp_path, "truth")
+    with np.load(paths["truth"]) as f:
+        assert set(f.files) >= {"s", "a", "r", "s2"}
+        assert f["s"].shape == (6, 4) and f["a"].dtype == np.int64 and f["a"].shape == (6,)
+        assert np.allclose(f["s2"], b.data.s2.numpy())
+    cont = Batch(rollout(env_info("Pendulum-v1"), 3, 0), None, "transition")
+    with np.load(m.save(cont, tmp_path, "recon")["recon"]) as f:
+        assert f["a"].shape == (3, 1) and f["a"].dtype == np.float64
+
+
+def test_picture_is_written(tmp_path):
+    m = Transition()
+    b = _batch()
+    out = m.save_pictures(b, b, tmp_path)
+    from PIL import Image
+
+    assert Image.open(out["trajectories"]).size[0] > 300
+
+
+def test_search_space_decodes_valid_actions_and_fixed_ones():
+    L = Layout(4, 2, True)
+    gen = torch.Generator().manual_seed(0)
+    space = TransitionSpace(L, "CartPole-v1")
+    x = space.decode(space.init(2, 3, gen))
+    assert torch.allclose(x[..., L.a].sum(-1), torch.ones(2, 3))
+    fixed = TransitionSpace(L, "CartPole-v1", fixed_actions=torch.tensor([1, 0, 1]))
+    a = fixed.decode(fixed.init(2, 3, gen))[..., L.a]
+    assert torch.equal(a[0].argmax(-1), torch.tensor([1, 0, 1]))
+    masked = TransitionSpace(Layout(4, 3, True), "x", action_mask=torch.tensor([True, False, True]))
+    assert float(masked.decode(masked.init(1, 4, gen))[..., 5].abs().max()) == 0.0
