@@ -55,6 +55,9 @@ class Update:
 
     ``tensors`` maps parameter names (as in ``model.named_parameters()``) to the gradient (``kind="gradient"``,
     FedSGD) or to the weight change ``theta_after - theta_before`` (``kind="delta"``, FedAvg).
+    ``visible`` (optional) maps tensor names to boolean masks of the coordinates the server can read in the
+    clear (selective encryption hides the rest; they hold zeros in ``tensors``); a tensor without a mask is
+    wholly visible. Optimization attacks then match only the visible coordinates.
     """
 
     tensors: Mapping[str, torch.Tensor]
@@ -66,6 +69,7 @@ class Update:
     epochs: int = 1
     num_clients: int = 1
     buffers: Mapping[str, torch.Tensor] = field(default_factory=dict)
+    visible: Mapping[str, torch.Tensor] | None = None
 
     def replace(self, **changes: Any) -> Update:
         return dataclasses.replace(self, **changes)

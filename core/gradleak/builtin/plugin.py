@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..hookspecs import hookimpl
-from . import attacks, defenses, detectors, metrics, priors
+from . import attacks, censor, defenses, detectors, encryption, metrics, priors, quantize, soteria
 
 
 @hookimpl
@@ -28,6 +28,10 @@ def register_defenses(register):
     register(defenses.NoDefense)
     register(defenses.DPGaussian)
     register(defenses.Prune)
+    register(quantize.Quantize)
+    register(soteria.Soteria)
+    register(censor.Censor)
+    register(encryption.SelectiveEncryption)
 
 
 @hookimpl

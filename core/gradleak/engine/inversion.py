@@ -22,6 +22,7 @@ from ..errors import DataError
 from ..types import Reconstruction, Update
 from ..view import AttackerView
 from .functional import CandidateUpdate
+from .objectives import masked
 from .objectives import objective as make_objective
 from .optim import BatchedLBFGS, cosine_schedule, step_schedule
 
@@ -60,6 +61,10 @@ def invert(
     fn = CandidateUpdate(view, update)
     target = fn.target(update)
     match = make_objective(settings.objective, settings.tag_alpha)
+    if update.visible is not None:
+        # Part of the update is encrypted: match only what the server reads in the clear.
+        masks = [update.visible.get(n) for n in fn.names]
+        match = masked(match, [None if m is None else m.to(t.device, t.dtype) for m, t in zip(masks, target)])
     z = space.init(R, B, view.generator)
     if settings.init_mean != 0.0 or settings.init_std != 1.0:
         z = settings.init_mean + settings.init_std * z

@@ -44,6 +44,22 @@ def tag(alpha: float = 0.01) -> Objective:
     return objective
 
 
+def masked(match: Objective, masks: Sequence[torch.Tensor | None]) -> Objective:
+    """``match`` restricted to the coordinates where ``masks`` is true (``None``: the whole tensor).
+
+    For an attacker who sees only part of the update (selective encryption): hidden coordinates are zeroed
+    in both the candidate and the observed update, so they add nothing to the distance (L2, TAG) and nothing
+    to either norm (cosine).
+    """
+
+    def objective(G: Sequence[torch.Tensor], T: Sequence[torch.Tensor]) -> torch.Tensor:
+        G = [g if m is None else g * m for g, m in zip(G, masks)]
+        T = [t if m is None else t * m for t, m in zip(T, masks)]
+        return match(G, T)
+
+    return objective
+
+
 def objective(name: str, tag_alpha: float = 0.01) -> Objective:
     if name == "l2":
         return l2
