@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 PLUGINS := vision graph rl snn text medical
 STAMP := $(VENV)/.gradleak-installed
+# Plugin extras the tests need (tonic reads real N-MNIST event files).
+EXTRAS_snn := [events]
 DEMO_OUT ?= demo-out
 
 .PHONY: venv demo test clean
@@ -16,7 +18,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml $(foreach p,$(PLUGINS),plugins/$(p)/pyproject.toml)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check torch==2.13.0
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[all,dev]" $(foreach p,$(PLUGINS),-e plugins/$(p))
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[all,dev]" $(foreach p,$(PLUGINS),-e "plugins/$(p)$(EXTRAS_$(p))")
 	touch $(STAMP)
 
 # The cross-modality demo study; --resume makes a second `make demo` finish (or re-report) the first one.
