@@ -1,0 +1,82 @@
+"""Exact attacks (analytic-fc, spear, rgap) recover held-out photos to float precision."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import gradleak
+from gradleak_vision.data import held_out_photos
+
+EXACT_DB = 60.0
+
+
+@pytest.fixture(scope="module")
+def held_out(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("held-out") / "photos.npy"
+    np.save(path, held_out_photos().data.numpy())
+    return str(path)
+
+
+def psnrs(result) -> list[float]:
+    return [row["psnr"] for row in result.per_sample]
+
+
+def test_analytic_fc_is_exact_for_one_image(held_out):
+    """x = dL/dW_i / dL/db_i on the MLP's first layer: every single image exact, label read off the last layer."""
+    result = gradleak.run("vision/mlp", "analytic-fc", data=held_out, batch_size=1, batches=4, device="cpu")
+    assert min(psnrs(result)) >= EXACT_DB, result.per_sample
+    assert result.metrics["label_acc"] == 1.0
+
+
+def test_analytic_fc_needs_a_linear_input_layer():
+    with pytest.raises(gradleak.IncompatibleError, match="linear layer with a bias on the flattened input"):
+        gradleak.run("vision/lenet", "analytic-fc", device="cpu")
+
+
+def test_spear_recovers_a_batch_of_four_exactly(held_out):
+    """SPEAR on vision/mlp, one batch of 4 held-out photos: every image >= 60 dB, labels exact."""
+    result = gradleak.run("vision/mlp", "spear", data=held_out, batch_size=4, batches=1, device="cpu", seed=0)
+    assert result.failed == 0 and min(psnrs(result)) >= EXACT_DB, result.per_sample
+    assert result.metrics["label_acc"] == 1.0
+
+
+@pytest.mark.slow
+def test_spear_recovers_a_batch_of_eight_exactly(held_out):
+    """SPEAR (Dimitrov et al. 2024) on vision/mlp: two batches of 8 held-out photos, every image >= 60 dB."""
+    result = gradleak.run("vision/mlp", "spear", data=held_out, batch_size=8, device="cpu", seed=0)
+    assert len(result.per_sample) == 16 and result.failed == 0
+    assert min(psnrs(result)) >= EXACT_DB, result.per_sample
+    assert result.metrics["label_acc"] == 1.0
+
+
+def test_spear_refuses_a_layer_without_relu():
+    with pytest.raises(gradleak.IncompatibleError, match="followed by ReLU.*Sigmoid"):
+        gradleak.run("vision/mlp", "spear", batch_size=2, device="cpu", sets={"activation": "sigmoid"})
+
+
+def test_spear_without_relu_exits_2_on_the_command_line():
+    from click.testing import CliRunner
+
+    from gradleak.cli import cli
+
+    out = CliRunner().invoke(cli, ["run", "--case", "vision/lenet", "--attack", "spear", "--device", "cpu"])
+    assert out.exit_code == 2, out.output
+    assert "ReLU" in out.output or "linear layer" in out.output
+
+
+def test_rgap_is_exact_on_the_mlp(held_out):
+    result = gradleak.run("vision/mlp", "rgap", data=held_out, batch_size=1, batches=2, device="cpu")
+    assert min(psnrs(result)) >= EXACT_DB, result.per_sample
+
+
+@pytest.mark.slow
+def test_rgap_inverts_lenet_convolutions(held_out):
+    """R-GAP through LeNet's three sigmoid convolutions (the paper's setting, CNN6 49 dB in breaching)."""
+    result = gradleak.run("vision/lenet", "rgap", data=held_out, batch_size=1, batches=1, device="cpu")
+    assert min(psnrs(result)) >= 40.0, result.per_sample
+
+
+def test_rgap_takes_one_image():
+    with pytest.raises(gradleak.UsageError, match="--batch-size 1"):
+        gradleak.run("vision/mlp", "rgap", batch_size=2, device="cpu")
