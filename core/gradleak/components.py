@@ -173,6 +173,12 @@ class Case(Component):
     modality: ClassVar[str]
     num_classes: ClassVar[int | None] = None
     default_batch_size: ClassVar[int] = 1
+    #: True when the built-in data comes from the internet (e.g. MedMNIST): offline, ``load_data(None)`` raises a
+    #: :class:`~gradleak.errors.DataError` saying where to get it, and the conformance kit skips its data checks.
+    online_data: ClassVar[bool] = False
+    #: Metrics computed on this case's runs in addition to its modality's defaults (e.g. a medical case's
+    #: ``attacker_acc``).
+    extra_metrics: ClassVar[tuple[str, ...]] = ()
     #: Whether ``--data`` names a file or folder (checked to exist before any compute); False for cases
     #: whose ``--data`` is a name, such as a Gymnasium environment id (``load_data`` validates it).
     data_is_path: ClassVar[bool] = True
@@ -327,6 +333,9 @@ class Defense(Component):
 
     kind = "defense"
     stage: ClassVar[DefenseStage] = "update"
+    #: A ``"train"`` defense with ``per_sample = True`` gets per-sample gradients ``(N, *shape)`` in
+    #: :meth:`apply_step` and returns the batch gradient (DP-SGD's per-example clipping needs them).
+    per_sample: ClassVar[bool] = False
 
     def apply_data(self, batch: Batch, generator: torch.Generator) -> Batch:
         return batch

@@ -127,7 +127,8 @@ def plan(
         threat.require(cls.requires, f"defense '{cls.name}'")
         defense_objs.append(cls(make_config(cls.Config, params, cls.name), dev))
     modality = modality_cls(device=dev)
-    metrics = [reg.get("metric", m, modality=case_cls.modality)(device=dev) for m in modality.default_metrics]
+    names = list(dict.fromkeys((*modality.default_metrics, *case_cls.extra_metrics)))
+    metrics = [reg.get("metric", m, modality=case_cls.modality)(device=dev) for m in names]
     if budget is not None and budget < 1:
         raise DataError(f"--budget must be >= 1, got {budget}")
     params = {"case": dict(vars(case_obj.config)), "attack": dict(vars(attack_obj.config)),
@@ -258,7 +259,9 @@ def _attack_batch(p: Plan, truth: Batch, seed: int, k: int, progress: Progress |
     protocol = p.case.protocol
     view = AttackerView(
         model=model, loss=p.case.loss, forward=p.case.forward, modality=p.modality, threat=threat,
-        sample_shape=_sample_shape(truth), num_classes=p.case.num_classes, batch_size=len(truth), generator=gen,
+        sample_shape=_sample_shape(truth), num_classes=p.case.num_classes, batch_size=len(truth),
+        # The attacker's own randomness: a defense's random draws must not move the attack's starting point.
+        generator=generator(p.device, (seed * 1_000_003 + k) ^ 0x5DEECE66D),
         protocol=protocol if threat.hyperparams else None,
         labels=truth.labels if threat.labels else None,
         surrogate=p.case.public_data() if threat.surrogate else None,

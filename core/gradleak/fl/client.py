@@ -21,16 +21,42 @@ def _params(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
 
 
 def _step_gradients(
-    model: torch.nn.Module, case: Case, batch: Batch, defenses: Sequence[Defense], generator: torch.Generator
+    model: torch.nn.Module, case: Case, batch: Batch, defenses: Sequence[Defense], generator: torch.Generator,
+    modality: Modality | None = None,
 ) -> dict[str, torch.Tensor]:
     params = _params(model)
-    loss = case.loss(case.forward(model, batch), batch.labels)
-    grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
-    out = {n: (g if g is not None else torch.zeros_like(p)).detach() for (n, p), g in zip(params.items(), grads)}
-    for defense in defenses:
-        if defense.stage == "train":
+    train = [d for d in defenses if d.stage == "train"]
+    per_sample = [d for d in train if d.per_sample]
+    if per_sample:
+        out = _per_sample_gradients(model, case, batch, modality, per_sample[0].name)
+        for defense in per_sample:  # each reduces per-sample gradients to the batch gradient
+            out = defense.apply_step(out, generator)
+    else:
+        loss = case.loss(case.forward(model, batch), batch.labels)
+        grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
+        out = {n: (g if g is not None else torch.zeros_like(p)).detach() for (n, p), g in zip(params.items(), grads)}
+    for defense in train:
+        if not defense.per_sample:
             out = defense.apply_step(out, generator)
     return out
+
+
+def _per_sample_gradients(model: torch.nn.Module, case: Case, batch: Batch, modality: Modality | None,
+                          owner: str) -> dict[str, torch.Tensor]:
+    """Each sample's gradient, stacked ``(N, *shape)``: one backward pass per sample (any modality, any forward)."""
+    if modality is None:
+        raise DataError(f"defense '{owner}' needs per-sample gradients, which need the case's modality")
+    if model.training and any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        raise DataError(f"defense '{owner}' needs per-sample gradients, but BatchNorm in train mode mixes the "
+                        "samples of a batch; use --set mode=eval or a case without BatchNorm")
+    params = _params(model)
+    rows: list[dict[str, torch.Tensor]] = []
+    for i in range(len(batch)):
+        one = modality.select(batch, torch.tensor([i], device=batch.device))
+        loss = case.loss(case.forward(model, one), one.labels)
+        grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
+        rows.append({n: (g if g is not None else torch.zeros_like(p)).detach() for (n, p), g in zip(params.items(), grads)})
+    return {n: torch.stack([r[n] for r in rows]) for n in params}
 
 
 def local_update(
@@ -49,7 +75,7 @@ def local_update(
     n = len(batch)
     steps = protocol.local_steps if local_steps is None else local_steps
     if protocol.name == "fedsgd" or (protocol.name == "aggregate" and steps == 1):
-        grads = _step_gradients(client, case, batch, defenses, generator)
+        grads = _step_gradients(client, case, batch, defenses, generator, modality)
         return Update(grads, "gradient", num_samples=n, buffers=_buffers(client))
     lbs = protocol.local_batch_size or n
     if lbs > n:
@@ -60,7 +86,7 @@ def local_update(
     for _ in range(protocol.epochs):
         for _ in range(steps):
             mini = modality.select(batch, chunks[step % len(chunks)])
-            grads = _step_gradients(client, case, mini, defenses, generator)
+            grads = _step_gradients(client, case, mini, defenses, generator, modality)
             with torch.no_grad():
                 for name, p in _params(client).items():
                     p.sub_(protocol.local_lr * grads[name])
