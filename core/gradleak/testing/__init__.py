@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 #: Data kinds of the first-party plugins (DESIGN.md), with the plugin that registers each.
 FIRST_PARTY_KINDS: dict[str, str] = {"image": "vision", "graph": "graph", "text": "text", "transition": "rl",
                                      "spikes": "snn"}
-DEFENSE_STAGES = ("data", "update", "train")
+DEFENSE_STAGES = ("data", "model", "train", "update")
 
 
 def check_plugin(name: str, registry: Registry | None = None) -> None:
