@@ -5,7 +5,7 @@ Schema (DESIGN.md)::
     [study]
     name = "cross-modality"
     seeds = [0, 1]              # default [0]
-    device = "auto"             # defaults for every run: device, budget, batch_size, batches, data, set
+    device = "auto"             # defaults for every run: defense, device, budget, batch_size, batches, data, set
     budget = 200
 
     [[grid]]                    # case, attack, defense and seeds may be lists: the grid is their product
@@ -42,7 +42,7 @@ from ..errors import CapabilityError, IncompatibleError, UsageError
 #: Keys a ``[[grid]]`` or ``[[run]]`` block accepts; the first four may be lists in a grid.
 LIST_KEYS = ("case", "attack", "defense", "seeds")
 SCALAR_KEYS = ("seed", "device", "budget", "batch_size", "batches", "data", "set", "attack_set")
-STUDY_KEYS = ("name", "seeds", "device", "budget", "batch_size", "batches", "data", "set", "attack_set")
+STUDY_KEYS = ("name", "seeds", "defense", "device", "budget", "batch_size", "batches", "data", "set", "attack_set")
 
 
 class StudyError(UsageError):
