@@ -165,7 +165,7 @@ BROKEN = [
     (variant(GoodAttack, active=True), "must include 'modify_model'"),
     (variant(GoodAttack, reconstruct=lambda self, update: None), "reconstruct must take"),
     (Unfinished, "abstract methods unimplemented: reconstruct"),
-    (variant(NoDefense, stage="post"), "stage 'post' is none of data, update, train"),
+    (variant(NoDefense, stage="post"), "stage 'post' is none of data, model, train, update"),
     (variant(ToyMSE, __call__=lambda self, r, t: torch.full((len(t),), float("inf"))), "must be finite"),
     (variant(ToyMSE, __call__=lambda self, r, t: torch.zeros(())), "one value per sample"),
     (variant(ToyCase, build_model=nondeterministic_model), "not deterministic"),

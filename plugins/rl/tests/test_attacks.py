@@ -17,9 +17,11 @@ CARTPOLE = {c.name: c for c in CASES}["cartpole-dqn"]
 @pytest.mark.usefixtures("single_thread")
 def test_rgia_recovers_a_cartpole_batch_that_rl_dlg_gets_physically_wrong():
     """He 2025's point: plain matching finds transitions that match the gradient but break the dynamics."""
+    # Measured (seed 0): RGIA dynamics_err 0.010, valid_frac 1.0; rl-dlg 10.96 and 0.0. At 300 iterations one of
+    # RGIA's four transitions was still outside the validity tolerance.
     sets = {"restarts": 2}
-    dlg = gradleak.run("rl/cartpole-dqn", "rl-dlg", batch_size=4, device="cpu", seed=0, budget=300, sets=sets)
-    rgia = gradleak.run("rl/cartpole-dqn", "rgia", batch_size=4, device="cpu", seed=0, budget=300, sets=sets)
+    dlg = gradleak.run("rl/cartpole-dqn", "rl-dlg", batch_size=4, device="cpu", seed=0, budget=600, sets=sets)
+    rgia = gradleak.run("rl/cartpole-dqn", "rgia", batch_size=4, device="cpu", seed=0, budget=600, sets=sets)
     assert rgia.metrics["dynamics_err"] * 20 < dlg.metrics["dynamics_err"]
     assert rgia.metrics["valid_frac"] == 1.0 and dlg.metrics["valid_frac"] == 0.0
     assert rgia.metrics["state_mse"] < dlg.metrics["state_mse"]
