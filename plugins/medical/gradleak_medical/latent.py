@@ -124,7 +124,7 @@ class LatentPerturbation(Defense):
                 opt_s.zero_grad()
                 (task - c.privacy * leak).backward()
                 opt_s.step()
-                self.history.append((float(task), float(leak)))
+                self.history.append((float(task.detach()), float(leak.detach())))
         return log_sigma.detach().exp()
 
     def utility_cost(self, clean: Update, defended: Update, context: ClientContext | None = None) -> dict[str, float]:
