@@ -32,13 +32,16 @@ from gradleak.engine import InversionSettings, invert
 from gradleak.fl.client import client_update
 
 
-def problem(device: str, batch_size: int):
-    """(view, observed update, labels, priors, attack config) for one FedSGD round of vision/lenet."""
-    p = gradleak.plan("vision/lenet", "inverting-gradients", device=device, sets={"labels": "known"})
+def problem(device: str, batch_size: int, case: str = "vision/lenet", sets: dict | None = None, swap=None):
+    """(view, observed update, labels, priors, attack config) for one FedSGD round of ``case``; ``swap`` maps the
+    case's seeded model to another one (e.g. a different architecture with the same parameters)."""
+    p = gradleak.plan(case, "inverting-gradients", device=device, sets={"labels": "known", **(sets or {})})
     data = p.case.load_data(None).to(p.device)
     truth = p.modality.select(data, torch.arange(batch_size, device=p.device))
     gen = generator(p.device, 0)
     model = p.case.build_model(gen)
+    if swap is not None:
+        model = swap(model).to(p.device)
     model.train(p.case.protocol.mode == "train")
     _, _, update = client_update(model, p.case, p.modality, truth, [], gen)
     view = gradleak.AttackerView(
