@@ -10,8 +10,8 @@ def _block(c_in: int, c_out: int) -> list[nn.Module]:
 
 
 class ConvNet(nn.Module):
-    """Eight 3x3 conv-BN-ReLU layers (widths w, 2w, 2w, 4w | 4w, 4w, 4w, 4w) with a 3x3 max-pool after the
-    4th and the 8th, then one linear layer.
+    """Eight 3x3 conv-BN-ReLU layers (widths w, 2w, 2w, 4w, 4w, 4w | 4w, 4w) with a 3x3 max-pool after the
+    6th and the 8th, then one linear layer.
 
     Geiping, Bauermeister, Droege, Moeller, "Inverting Gradients", NeurIPS 2020 (``inversefed.nn.models.ConvNet``;
     the paper's "ConvNet-64" is ``width=64``). On 32x32 (or 28x28) inputs the pools leave 3x3 maps, so the
@@ -25,7 +25,7 @@ class ConvNet(nn.Module):
         layers: list[nn.Module] = []
         for i in range(8):
             layers += _block(widths[i], widths[i + 1])
-            if i in (3, 7):
+            if i in (5, 7):  # inversefed: pool0 after conv5, pool1 after conv7
                 layers.append(nn.MaxPool2d(3))
         self.features = nn.Sequential(*layers)
         side = (size // 3) // 3
