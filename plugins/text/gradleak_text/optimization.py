@@ -89,7 +89,7 @@ class Tag(Attack):
             opt.step()
             fix_specials(x, match.embedding, shape)
             if it % 10 == 0 or it == steps - 1:
-                view.report(it + 1, steps, float(loss))
+                view.report(it + 1, steps, float(loss.detach()))
         ids = to_ids(x, match.embedding, shape)
         final = float(match.loss(match.embedding[ids].detach(), shape.labels, ids if match.gpt2 else None, False))
         return Reconstruction(Batch(text_data(ids, shape), shape.labels, "text"), objective=final,
