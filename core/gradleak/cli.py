@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import textwrap
+from collections.abc import Sequence
 from typing import Any
 
 import click
@@ -308,14 +309,19 @@ def tune(case: str, attack: str, trials: int, out: str, param_ranges: tuple[str,
     click.echo(f"preset: {result.preset}  (run it: gradleak study {result.preset})")
 
 
-def _parse_sets(sets: tuple[str, ...]) -> dict[str, str]:
+def parse_assignments(items: Sequence[str], option: str, form: str) -> dict[str, str]:
+    """``KEY=VALUE`` command-line items as a dict; a malformed one is a one-line UsageError naming ``option``."""
     params = {}
-    for item in sets:
+    for item in items:
         key, eq, value = item.partition("=")
         if not eq or not key.strip():
-            raise UsageError(f"--set {item!r}: expected KEY=VALUE, e.g. --set iterations=100")
+            raise UsageError(f"{option} {item!r}: expected {form}")
         params[key.strip()] = value.strip()
     return params
+
+
+def _parse_sets(sets: tuple[str, ...]) -> dict[str, str]:
+    return parse_assignments(sets, "--set", "KEY=VALUE, e.g. --set iterations=100")
 
 
 def _table(rows: list[tuple[str, ...]]) -> None:

@@ -162,10 +162,7 @@ def _preset(case: str, attack: str, fixed: Mapping[str, Any], best: Mapping[str,
 
 
 def parse_params(items: Sequence[str]) -> dict[str, str]:
-    out = {}
-    for item in items:
-        key, eq, value = item.partition("=")
-        if not eq or not key.strip():
-            raise UsageError(f"--param {item!r}: expected NAME=LOW:HIGH or NAME=a,b,c")
-        out[key.strip()] = value.strip()
-    return out
+    """``--param NAME=RANGE`` items as a dict (the same KEY=VALUE reading as ``--set``)."""
+    from .cli import parse_assignments
+
+    return parse_assignments(items, "--param", "NAME=LOW:HIGH or NAME=a,b,c")

@@ -318,10 +318,12 @@ def _validate(cells: Sequence[tuple[tuple[str, int], RunSpec]], problems: _Probl
     skipped: list[Skipped] = []
     checked: dict[tuple[Any, ...], str | None] = {}
     seen: set[str] = set()
+    devices: set[str] = set()
     for block, spec in cells:
-        for dev in {spec.device}:
+        if spec.device not in devices:  # each distinct device is resolved once
+            devices.add(spec.device)
             try:
-                resolve_device(dev)
+                resolve_device(spec.device)
             except UsageError as exc:
                 problems.add(block, "device", str(exc))
         ident = (spec.case, spec.attack, spec.defenses, spec.sets, spec.budget)
