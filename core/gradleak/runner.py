@@ -88,6 +88,50 @@ class Plan:
     params: dict[str, Any]
 
 
+@dataclass
+class ClientPlan:
+    """The client's half of a run: the case, its data kind and the defenses, resolved and validated."""
+
+    case: Case
+    modality: Modality
+    defenses: list[Defense]
+    device: torch.device
+
+
+def client_plan(
+    case: str,
+    defenses: Sequence[str] = ("none",),
+    sets: Mapping[str, Any] | None = None,
+    device: str | torch.device = "auto",
+    reg: Registry | None = None,
+) -> ClientPlan:
+    """Resolve what a client runs (no attack): ``sets`` may only hold the case's parameters.
+
+    Used by clients of a real federation (:mod:`gradleak.integrations.flower`), which never attack.
+    """
+    reg = reg or registry()
+    dev = resolve_device(device)
+    case_cls = reg.get("case", case)
+    (case_params,) = split_params(dict(sets or {}), (case_cls.qualified_name(), case_cls.Config))
+    case_obj = case_cls(make_config(case_cls.Config, case_params, case_cls.qualified_name()), dev)
+    return ClientPlan(case_obj, reg.modality(case_cls.modality)(device=dev),
+                      _defenses(reg, case_obj, defenses, dev), dev)
+
+
+def _defenses(reg: Registry, case_obj: Case, specs: Sequence[str], dev: torch.device) -> list[Defense]:
+    kind = type(case_obj).modality
+    where = f"case '{type(case_obj).qualified_name()}' holds {kind} data"
+    out = []
+    for spec in specs or ("none",):
+        name, params = parse_component(spec)
+        cls = reg.get("defense", name, modality=kind)
+        if not cls.applies_to(kind):
+            raise IncompatibleError(f"defense '{cls.name}' applies to {', '.join(sorted(cls.modalities or ()))} data, but {where}")
+        case_obj.threat_model.require(cls.requires, f"defense '{cls.name}'")
+        out.append(cls(make_config(cls.Config, params, cls.name), dev))
+    return out
+
+
 def plan(
     case: str,
     attack: str,
@@ -118,14 +162,7 @@ def plan(
     threat.require(attack_cls.requires, f"attack '{attack_cls.name}'")
     for prior_cls in attack_cls.priors:
         threat.require(prior_cls.requires, f"prior '{prior_cls.name}' of attack '{attack_cls.name}'")
-    defense_objs = []
-    for spec in defenses or ("none",):
-        name, params = parse_component(spec)
-        cls = reg.get("defense", name, modality=case_cls.modality)
-        if not cls.applies_to(case_cls.modality):
-            raise IncompatibleError(f"defense '{cls.name}' applies to {', '.join(sorted(cls.modalities or ()))} data, but {where}")
-        threat.require(cls.requires, f"defense '{cls.name}'")
-        defense_objs.append(cls(make_config(cls.Config, params, cls.name), dev))
+    defense_objs = _defenses(reg, case_obj, defenses, dev)
     modality = modality_cls(device=dev)
     names = list(dict.fromkeys((*modality.default_metrics, *case_cls.extra_metrics)))
     metrics = [reg.get("metric", m, modality=case_cls.modality)(device=dev) for m in names]
