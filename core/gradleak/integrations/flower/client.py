@@ -65,13 +65,8 @@ class GradleakClient(NumPyClient):
         metrics: dict[str, Any] = {"gradleak_partition": self.partition, "gradleak_defense": self.defense_label}
         batch = self._batch(server_round)
         context = ClientContext(model, self.plan.case, self.plan.modality, batch)
-        flagged = False
-        for det in self.detectors:
-            score = _detect(det, model, self.reference, context)
-            metrics[f"detector.{det.name}"] = score
-            flagged |= score > det.threshold
-        metrics["gradleak_flagged"] = flagged
-        if flagged and self.refuse_flagged:
+        metrics.update(screen(self.detectors, model, self.reference, context))
+        if metrics["gradleak_flagged"] and self.refuse_flagged:
             return parameters, len(batch), metrics
         model.train(self.plan.case.protocol.mode == "train")
         trained_on, _, sent = client_update(model, self.plan.case, self.plan.modality, batch, self.plan.defenses, self.gen)
@@ -96,14 +91,22 @@ class GradleakClient(NumPyClient):
         return float(loss), len(batch), {}
 
 
-def _detect(detector: Any, model: torch.nn.Module, reference: torch.nn.Module, context: Any) -> float:
-    """``detector``'s score; dynamics detectors (and any that accept ``context``) also see the client's batch."""
+def screen(detectors: Sequence[Any], model: torch.nn.Module, reference: torch.nn.Module | None,
+           context: Any) -> dict[str, Any]:
+    """Every detector's score of a received model (``detector.<name>``) and ``gradleak_flagged``: any above its
+    threshold. Dynamics detectors (and any whose ``score`` accepts ``context``) also see the client's batch."""
     import inspect
 
-    params = inspect.signature(detector.score).parameters
-    takes_context = "context" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
-    return float(detector.score(model, reference, context=context) if takes_context
-                 else detector.score(model, reference))
+    out: dict[str, Any] = {}
+    flagged = False
+    for det in detectors:
+        params = inspect.signature(det.score).parameters
+        takes_context = "context" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+        score = float(det.score(model, reference, context=context) if takes_context else det.score(model, reference))
+        out[f"detector.{det.name}"] = score
+        flagged |= score > det.threshold
+    out["gradleak_flagged"] = flagged
+    return out
 
 
 def client_fn_for(case: str, num_partitions: int, defenses: Mapping[int, Sequence[str]] | None = None,

@@ -11,7 +11,7 @@ from flwr.client import NumPyClient
 
 from ...errors import UsageError
 from .arrays import model_to_ndarrays, ndarrays_to_model
-from .client import _detect
+from .client import screen
 
 
 class DefendedClient(NumPyClient):
@@ -61,14 +61,8 @@ class DefendedClient(NumPyClient):
         from ...types import Update
 
         received = ndarrays_to_model(self.model, parameters)
-        metrics: dict[str, Any] = {}
-        flagged = False
-        for det in self.detectors:
-            score = _detect(det, received, self.reference, None)
-            metrics[f"detector.{det.name}"] = score
-            flagged |= score > det.threshold
-        metrics["gradleak_flagged"] = flagged
-        if flagged and self.refuse_flagged:
+        metrics = screen(self.detectors, received, self.reference, None)
+        if metrics["gradleak_flagged"] and self.refuse_flagged:
             return parameters, 0, metrics
         before = {n: p.detach().clone() for n, p in received.named_parameters()}
         arrays, num_examples, inner_metrics = self.inner.fit(parameters, config)
