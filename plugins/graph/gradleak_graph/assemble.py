@@ -9,6 +9,9 @@ blocks of a complete node's complete neighbours fit no kept 2-hop block (1-hop b
 against the readout's first-layer gradient, :func:`gradleak_graph.blocks.generate_two_hop`). Complete
 graphs are scored by gradient distance; the search stops at the first graph
 below ``accept`` (the true graph scores at float precision), or when its leaf or time budget is spent.
+With :class:`gradleak_graph.counts.Shares` (how many nodes of each 2-hop kind the readout gradient shows), only
+graphs of exactly that size are completed, and a branch is pruned as soon as it uses a node type, a 1-hop block
+or a fully determined 2-hop block more often than the shares allow.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .blocks import Block
+from .counts import Shares
 from .features import FeatureSpec
 
 
@@ -47,7 +51,8 @@ class Assembler:
     def __init__(self, spec: FeatureSpec, nodes: torch.Tensor, blocks: list[Block], two_hop: dict[int, list[Counter]],
                  score: Callable[[torch.Tensor, list[tuple[int, int]]], tuple[float, int]], accept: float,
                  max_leaves: int, time_limit: float,
-                 tie_break: Callable[[list[tuple[int, int]]], float] | None = None) -> None:
+                 tie_break: Callable[[list[int], list[tuple[int, int]]], float] | None = None,
+                 shares: Shares | None = None) -> None:
         self.nodes, self.two_hop, self.score, self.accept = nodes, two_hop, score, accept
         self.tie_break, self.best_tie = tie_break, float("inf")
         self.max_nodes, self.min_leaf = 0, 1
@@ -61,6 +66,18 @@ class Assembler:
                 self.block_id[(b.centre, tuple(sorted(b.neighbours)))] = i
         self.result = SearchResult()
         self.scores: dict[tuple, tuple[float, int]] = {}
+        # With the 2-hop shares read off the readout gradient: caps on nodes per type, complete nodes per
+        # 1-hop block and fully determined nodes per 2-hop group, set per node-count bound in run().
+        self.shares = shares
+        self.group_type: dict[int, int] = {}
+        self.group_block: dict[int, int | None] = {}
+        if shares is not None:
+            for (b, _), g in shares.group.items():
+                self.group_type[g] = blocks[b].centre
+                self.group_block[g] = b if self.group_block.get(g, b) == b else None
+        self.type_cap: dict[int, int] = {}
+        self.block_cap: dict[int, int] | None = None
+        self.group_cap: list[int] = []
         # Graph state, mutated and undone by the search: node types, adjacency, block of each complete node.
         self.types: list[int] = []
         self.adj: list[set[int]] = []
@@ -101,12 +118,52 @@ class Assembler:
             for bound in bounds:
                 # Leaves up to the previous bound were scored in earlier rounds.
                 self.max_nodes, self.min_leaf, previous = bound, previous + 1, bound
+                if self.shares is not None:
+                    self.set_caps(bound)
                 for centre in roots:
                     self.types, self.adj, self.blk = [centre], [set()], [None]
                     self._expand()
         except _Stop:
             pass
         return self.result
+
+    def set_caps(self, n: int) -> None:
+        """Caps for a graph of exactly ``n`` nodes from the 2-hop shares (see :mod:`gradleak_graph.counts`)."""
+        assert self.shares is not None
+        self.min_leaf = n
+        self.group_cap = self.shares.counts(n)
+        self.type_cap, blocks = {}, {}
+        for g, m in enumerate(self.group_cap):
+            t = self.group_type.get(g)
+            if t is not None:
+                self.type_cap[t] = self.type_cap.get(t, 0) + m
+            b = self.group_block.get(g)
+            if b is not None:
+                blocks[b] = blocks.get(b, 0) + m
+        exact = all(b is not None for b in self.group_block.values())
+        self.block_cap = blocks if exact else None
+
+    def _counts_ok(self) -> bool:
+        """No node type, 1-hop block or determined 2-hop group used more often than the shares allow."""
+        assert self.shares is not None
+        types = Counter(self.types)
+        if any(k > self.type_cap.get(t, 0) for t, k in types.items()):
+            return False
+        if self.block_cap is not None:
+            used = Counter(b for b in self.blk if b is not None)
+            if any(k > self.block_cap.get(b, 0) for b, k in used.items()):
+                return False
+        groups: Counter = Counter()
+        for u, b in enumerate(self.blk):
+            if b is None or any(self.blk[w] is None for w in self.adj[u]):
+                continue
+            g = self.shares.group.get((b, tuple(sorted(self.blk[w] for w in self.adj[u]))))  # type: ignore[type-var]
+            if g is None:
+                return False
+            groups[g] += 1
+            if groups[g] > self.group_cap[g]:
+                return False
+        return True
 
     def _leaf(self) -> None:
         if len(self.types) < self.min_leaf:
@@ -123,7 +180,7 @@ class Assembler:
         matched = dist < self.accept
         # Graphs the model cannot tell apart (1-WL-equivalent ones, or covers of a smaller graph) match the
         # gradient equally; among matching graphs the tie-break (lower is better, 0 ideal) decides.
-        tie = (self.tie_break(edges) if self.tie_break is not None else 0.0) if matched else float("inf")
+        tie = (self.tie_break(self.types, edges) if self.tie_break is not None else 0.0) if matched else float("inf")
         if (tie, dist) < (self.best_tie, self.result.distance):
             self.result.types, self.result.edges = list(self.types), edges
             self.result.distance, self.result.label, self.best_tie = dist, label, tie
@@ -184,6 +241,8 @@ class Assembler:
                 if self.blk[u] is not None:
                     touched |= self.adj[u]
             ok = all(self._two_hop_ok(u) for u in touched)
+        if ok and self.shares is not None:
+            ok = self._counts_ok()
         if ok:
             self._expand()
         for u in linked:

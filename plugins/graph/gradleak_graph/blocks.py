@@ -10,9 +10,12 @@ Drencheva et al., "GRAIN: Exact Graph Reconstruction from Gradients", ICLR 2025 
 2. For each candidate centre ``c`` of degree ``d`` (read from its degree one-hot), every multiset of ``d``
    candidate neighbours is a possible 1-hop neighbourhood; its layer-1 embedding ``h_c`` is computed exactly
    (GCN coefficients ``1/sqrt((d_i+1)(d_j+1))`` from the encoded degrees; GAT attention over the star) and the
-   block is kept when ``h_c`` lies in the span of the second layer's weight gradient. Candidates that end up
-   centre of no block are false positives of step 1 and are dropped (with the blocks using them), to a
-   fixed point.
+   block is kept when ``h_c`` lies in the span of the second layer's weight gradient. Centres go by increasing
+   degree and a processed candidate is offered as a neighbour only to centres its own kept blocks can see
+   (see :func:`generate_blocks`); for molecules, the valence rules of :mod:`gradleak_graph.chemistry` drop
+   impossible atoms and blocks first. Blocks whose neighbours centre no block listing them back are dropped,
+   to a fixed point.
+3. 1-hop blocks are glued into 2-hop blocks and tested against the readout's first layer.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import torch
 
 from gradleak import AttackFailed
 
+from .chemistry import Valence
 from .features import FeatureSpec
 from .spans import Span
 
@@ -84,59 +88,103 @@ def star_embeddings(model, spec: FeatureSpec, nodes: torch.Tensor, centres: torc
     return h1[base.flatten()]
 
 
+def _multisets(pool: torch.Tensor, d: int, chunk: int):
+    """All multisets of ``d`` elements of ``pool`` (sorted index tuples), in chunks of bounded memory."""
+    if d == 0:
+        yield torch.zeros((1, 0), dtype=torch.long)
+        return
+    n = len(pool)
+    if d == 1:
+        yield from pool[:, None].split(chunk)
+        return
+    # Fix the first (smallest) position; the rest is a multiset of d-1 elements from pool[i:].
+    for i in range(n):
+        rest = torch.combinations(torch.arange(i, n), d - 1, with_replacement=True).reshape(-1, d - 1)
+        both = torch.cat([torch.full((len(rest), 1), i, dtype=torch.long), rest], dim=1)
+        yield from pool[both].split(chunk)
+
+
 def generate_blocks(model, spec: FeatureSpec, nodes: torch.Tensor, span2: Span, tol: float,
-                    limit: int, deadline: float | None = None) -> tuple[torch.Tensor, list[Block]]:
-    """Candidate nodes that centre a block and the 1-hop blocks whose centre embedding passes ``span2``."""
-    alive = list(range(len(nodes)))
+                    limit: int, deadline: float | None = None,
+                    valence: Valence | None = None) -> tuple[torch.Tensor, list[Block]]:
+    """Candidate nodes that centre a block and the 1-hop blocks whose centre embedding passes ``span2``.
+
+    Centres are processed by increasing degree. A true neighbour ``j`` of a true centre ``c`` has ``c`` among
+    the neighbours of its own true block, so once ``j`` has been processed as a centre, ``j`` is offered to
+    later centres ``c`` only if one of ``j``'s kept blocks contains ``c`` (GRAIN's compatibility condition of
+    the 2-hop gluing, applied while enumerating). Leaves and low-degree atoms, which have few blocks, thereby
+    prune the neighbour pools of high-degree centres, whose multisets are the expensive ones. With
+    ``valence`` (molecules), blocks breaking the valence rules of :mod:`gradleak_graph.chemistry` are dropped
+    before the span test. ``limit`` bounds the span-tested blocks; ten times as many may be enumerated.
+    """
     degree = spec.degree(nodes).tolist()
-    blocks: list[Block] = []
-    tried = 0
-    while True:
-        kept: list[Block] = []
-        pool = torch.tensor([j for j in alive if degree[j] >= 1], dtype=torch.long)
-        total = sum(math.comb(len(pool) + degree[c] - 1, degree[c]) for c in alive)
-        if tried + total > limit:  # fail at once rather than after spending the time budget
-            raise AttackFailed("budget", f"{total} candidate 1-hop blocks exceed the limit of {limit}; the "
+    alive = list(range(len(nodes))) if valence is None else [j for j in range(len(nodes)) if valence.possible[j]]
+    order = sorted(alive, key=lambda c: (degree[c], c))
+    partners: dict[int, set[int]] = {}  # processed centre -> candidates in its kept blocks
+    kept: list[Block] = []
+    tested = enumerated = 0
+    for c in order:
+        d = degree[c]
+        pool = torch.tensor([j for j in alive if degree[j] >= 1 and (j not in partners or c in partners[j])],
+                            dtype=torch.long)
+        count = math.comb(len(pool) + d - 1, d) if d else 1
+        if d and len(pool) == 0:
+            partners[c] = set()
+            continue
+        enumerated += count
+        if enumerated > 10 * limit:
+            raise AttackFailed("budget", f"more than {10 * limit} candidate 1-hop blocks to enumerate; the "
                                          f"first-layer filter kept {len(alive)} node candidates")
-        for c in alive:
-            if degree[c] == 0:
-                combos = torch.zeros((1, 0), dtype=torch.long)
-            elif len(pool) == 0:
-                continue
-            else:
-                combos = pool[torch.combinations(torch.arange(len(pool)), degree[c], with_replacement=True)]
-                combos = combos.reshape(-1, degree[c])
-            tried += len(combos)
-            if tried > limit:
-                raise AttackFailed("budget", f"more than {limit} candidate 1-hop blocks; the first-layer "
+        mine: list[Block] = []
+        for combos in _multisets(pool, d, 8192):
+            _check_time(deadline, "testing 1-hop blocks")
+            if valence is not None:
+                combos = combos[valence.blocks_ok(c, combos)]
+            tested += len(combos)
+            if tested > limit:
+                raise AttackFailed("budget", f"more than {limit} candidate 1-hop blocks to test; the first-layer "
                                              f"filter kept {len(alive)} node candidates")
-            for chunk in combos.split(8192):
-                _check_time(deadline, "testing 1-hop blocks")
-                centre = torch.full((len(chunk),), c, dtype=torch.long)
-                ok = span2.contains(star_embeddings(model, spec, nodes, centre, chunk.to(nodes.device)), tol)
-                kept += [Block(c, tuple(nb)) for nb in chunk[ok.cpu()].tolist()]
-        centres = {b.centre for b in kept}
-        still = [c for c in alive if c in centres]
-        if len(still) == len(alive):
-            blocks = kept
-            break
-        alive = still
-        if not alive:
-            break
+            if len(combos) == 0:
+                continue
+            centre = torch.full((len(combos),), c, dtype=torch.long)
+            ok = span2.contains(star_embeddings(model, spec, nodes, centre, combos.to(nodes.device)), tol)
+            mine += [Block(c, tuple(nb)) for nb in combos[ok.cpu()].tolist()]
+        partners[c] = {j for b in mine for j in b.neighbours}
+        kept += mine
+    alive, blocks = _consistent(kept)
     keep_index = {c: i for i, c in enumerate(alive)}
-    renamed = [Block(keep_index[b.centre], tuple(keep_index[j] for j in b.neighbours)) for b in blocks
-               if all(j in keep_index for j in b.neighbours)]
+    renamed = [Block(keep_index[b.centre], tuple(keep_index[j] for j in b.neighbours)) for b in blocks]
     return nodes[alive], renamed
 
 
+def _consistent(blocks: list[Block]) -> tuple[list[int], list[Block]]:
+    """Drop, to a fixed point, blocks with a neighbour ``j`` that centres no kept block listing the centre.
+
+    A candidate that centres no block is a false positive of the first-layer filter; so is a block whose
+    neighbour could never see the centre back. Both removals only discard what the true graph cannot use.
+    """
+    while True:
+        partners: dict[int, set[int]] = {}
+        for b in blocks:
+            partners.setdefault(b.centre, set()).update(b.neighbours)
+        still = [b for b in blocks if all(b.centre in partners.get(j, ()) for j in b.neighbours)]
+        if len(still) == len(blocks):
+            return sorted(partners), blocks
+        blocks = still
+
+
 def generate_two_hop(model, spec: FeatureSpec, nodes: torch.Tensor, blocks: list[Block], span3: Span, tol: float,
-                     limit: int, deadline: float | None = None) -> dict[int, list[Counter]]:
+                     limit: int, deadline: float | None = None,
+                     rows_out: dict[tuple[int, tuple[int, ...]], torch.Tensor] | None = None
+                     ) -> dict[int, list[Counter]]:
     """Per 1-hop block, the multisets of neighbour blocks whose 2-hop embedding passes the readout span.
 
     The readout input ``[x_c, h2_c]`` of a node depends only on its own 1-hop block and its neighbours' 1-hop
     blocks (not on how their further neighbours connect), so it is computed exactly on a tree: the centre,
     its neighbours, and each neighbour's other neighbours as leaves (GCN coefficients from encoded degrees).
     GRAIN glues 1-hop blocks into 2-hop blocks the same way and filters them against the next layer.
+    ``rows_out``, when given, receives the readout input of each kept 2-hop block, keyed by
+    ``(block, sorted neighbour blocks)``.
     """
     compatible: dict[tuple[int, int], list[int]] = {}
     for j, b in enumerate(blocks):
@@ -184,9 +232,11 @@ def generate_two_hop(model, spec: FeatureSpec, nodes: torch.Tensor, blocks: list
         with torch.no_grad():
             rows = model.readout_input(x, ei, spec.degree(x))[torch.tensor(centres, device=x.device)]
         ok = span3.contains(rows, tol).tolist()
-        for (i, nbs), good in zip(chunk, ok):
+        for k, ((i, nbs), good) in enumerate(zip(chunk, ok)):
             if good:
                 valid.setdefault(i, []).append(Counter(nbs))
+                if rows_out is not None:
+                    rows_out[(i, tuple(sorted(nbs)))] = rows[k].detach()
     return valid
 
 

@@ -79,5 +79,5 @@ def test_grain_on_citation_like_graphs_is_exact_or_says_why():
 def test_grain_exact_rate_on_twenty_real_molecules():
     """The benchmark's claim at a small scale: most of the first 20 NCI molecules are recovered exactly."""
     res = gradleak.run("graph/gcn-molecules", "grain", batches=20, device="cpu", sets={"molecules": 20})
-    assert sum(r.get("exact", 0.0) for r in res.per_sample) >= 12
+    assert sum(r.get("exact", 0.0) for r in res.per_sample) >= 18
     assert all(r.get("exact", 1.0) in (0.0, 1.0) for r in res.per_sample)
