@@ -29,7 +29,7 @@ def attack(case: str, attack_name: str, specs: list[str], index: int, budget: in
     same starting point; ``gradleak.run`` shares the client's generator with the attack, so a defense that draws
     random numbers would also change the attack's initialisation.
     """
-    p = plan(case, attack_name, specs, {"restarts": 1, **(sets or {})}, "cpu", budget)
+    p = plan(case, attack_name, specs, {**one_restart(attack_name), **(sets or {})}, "cpu", budget)
     cpu = torch.device("cpu")
     gen = generator(cpu, model_seed)
     model = p.case.build_model(gen)
@@ -58,6 +58,13 @@ def attack(case: str, attack_name: str, specs: list[str], index: int, budget: in
     return {"case": case, "attack": attack_name, "defenses": specs, "index": index, "budget": budget,
             "attack_seed": attack_seed, "metrics": metrics, "utility": utility,
             "defense_seconds": defense_seconds, "attack_seconds": attack_seconds}
+
+
+def one_restart(attack_name: str) -> dict[str, Any]:
+    """``{"restarts": 1}`` for an attack that has restarts (the benchmarks attack once), else nothing."""
+    cls = registry().get("attack", attack_name)
+    fields = getattr(getattr(cls, "Config", None), "__dataclass_fields__", {})
+    return {"restarts": 1} if "restarts" in fields else {}
 
 
 def machine() -> dict[str, Any]:
