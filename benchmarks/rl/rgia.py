@@ -63,6 +63,9 @@ def main() -> None:
     ap.add_argument("--local-steps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--tag", default="all")
+    ap.add_argument("--rgia-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra --set for rgia only (e.g. warmup=0.5); repeatable")
+    ap.add_argument("--note", default="", help="free text stored in the JSON's scale")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(__file__).parent / "results" / f"rgia-{args.tag}.json"
@@ -74,11 +77,14 @@ def main() -> None:
     scale = {"iterations": args.iterations, "iterations_batch16": args.iterations_16 or args.iterations,
              "restarts": args.restarts, "seeds": seeds, "fedavg_local_steps": args.local_steps, "fedavg_local_lr": 0.01,
              "torch_threads": args.threads, "machine": platform.machine(), "device": "cpu",
-             "note": "one batch per run (the first --batch-size transitions of the client's rollout)"}
+             "note": "one batch per run (the first --batch-size transitions of the client's rollout)",
+             "rgia_sets": dict(kv.split("=", 1) for kv in args.rgia_set), "run_note": args.note}
+    rgia_sets = {k: json.loads(v) if v[:1] in "0123456789-tf[{" else v
+                 for k, v in (kv.split("=", 1) for kv in args.rgia_set)}
     for case, bs, protocol in grid(cases, batches, args.protocols.split(",")):
         for seed in seeds:
             for attack in ATTACKS:
-                sets = {"protocol": protocol, "restarts": args.restarts}
+                sets = {"protocol": protocol, "restarts": args.restarts, **(rgia_sets if attack == "rgia" else {})}
                 if protocol == "fedavg":
                     sets["local_steps"] = args.local_steps
                 budget = args.iterations_16 if (bs == 16 and args.iterations_16) else args.iterations

@@ -19,6 +19,8 @@ ACROBOT = dict(dt=0.2, m1=1.0, m2=1.0, l1=1.0, lc1=0.5, lc2=0.5, I=1.0, g=9.8, v
 PENDULUM = dict(g=10.0, m=1.0, l=1.0, dt=0.05, max_speed=8.0, max_torque=2.0)
 MOUNTAINCAR = dict(power=0.0015, max_speed=0.07, min_pos=-1.2, max_pos=0.6, goal=0.45)
 FAMILIES = ("cartpole", "acrobot", "pendulum", "mountaincar")
+#: Observation dimensions that are ``(cos, sin)`` of one angle: they lie on the unit circle.
+ANGLE_PAIRS: dict[str, tuple[tuple[int, int], ...]] = {"acrobot": ((0, 1), (2, 3)), "pendulum": ((0, 1),)}
 
 
 def _cartpole(s: torch.Tensor, a: torch.Tensor):

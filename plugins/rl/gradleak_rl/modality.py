@@ -29,33 +29,53 @@ class TransitionSpace(SearchSpace):
     With ``anchor`` (a function ``(s, a) -> (s', r)``, e.g. the attacker's dynamics and reward), next states and
     rewards are parameterised as residuals from it, ``s' = f(s, a) + scale * z_s'`` and ``r = r(s, a) + r_scale *
     z_r``, starting at zero: the same search space, conditioned so that a dynamics prior acts on ``z_s'`` alone.
+    ``angle_pairs`` lists ``(cos, sin)`` observation dimensions, normalised onto the unit circle; with
+    ``mixed_init`` every second restart starts its states at N(0, 1) in observation units instead of ``center``.
     """
 
     def __init__(self, layout: Layout, env: str, env_kwargs: tuple = (), action_high: float = 1.0,
                  center: torch.Tensor | None = None, scale: torch.Tensor | None = None,
                  r_center: float = 0.0, r_scale: float = 1.0, action_mask: torch.Tensor | None = None,
-                 fixed_actions: torch.Tensor | None = None, anchor=None) -> None:
+                 fixed_actions: torch.Tensor | None = None, anchor=None,
+                 angle_pairs: tuple[tuple[int, int], ...] = (), mixed_init: bool = False) -> None:
         self.layout, self.env, self.env_kwargs = layout, env, env_kwargs
         self.action_high = action_high
         self.center, self.scale = center, scale
         self.r_center, self.r_scale = r_center, r_scale
         self.action_mask, self.fixed_actions = action_mask, fixed_actions
         self.anchor = anchor
+        self.angle_pairs = angle_pairs
+        self.mixed_init = mixed_init
 
     def init(self, restarts: int, batch_size: int, generator: torch.Generator) -> torch.Tensor:
         dtype = self.center.dtype if self.center is not None else torch.get_default_dtype()
         z = torch.randn((restarts, batch_size, self.layout.size), generator=generator, device=generator.device,
                         dtype=dtype)
+        L = self.layout
+        if self.center is not None and self.mixed_init:
+            # Every second restart starts at N(0, 1) in observation units (the baseline's start) instead of
+            # the attacker's rollout statistics: neither start covers every batch (see RGIA's docstring).
+            z[1::2, :, L.s] = (z[1::2, :, L.s] - self.center) / self.scale
         if self.anchor is not None:
-            L = self.layout
             z[..., L.s2] = 0.0
             z[..., L.r] = 0.0
         return z
 
+    def project(self, z: torch.Tensor) -> None:
+        """In place: move candidates onto the anchor (``s' = f(s, a)``, ``r = r(s, a)``); no-op without one."""
+        if self.anchor is not None:
+            z[..., self.layout.s2] = 0.0
+            z[..., self.layout.r] = 0.0
+
     def _states(self, z: torch.Tensor) -> torch.Tensor:
-        if self.center is None:
-            return z
-        return self.center + self.scale * z
+        s = z if self.center is None else self.center + self.scale * z
+        if not self.angle_pairs:
+            return s
+        cols = list(s.unbind(-1))
+        for i, j in self.angle_pairs:  # (cos, sin) observations live on the unit circle
+            norm = torch.sqrt(cols[i].square() + cols[j].square()).clamp_min(1e-6)
+            cols[i], cols[j] = cols[i] / norm, cols[j] / norm
+        return torch.stack(cols, -1)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         L = self.layout

@@ -69,3 +69,20 @@ def test_search_space_decodes_valid_actions_and_fixed_ones():
     assert torch.equal(a[0].argmax(-1), torch.tensor([1, 0, 1]))
     masked = TransitionSpace(Layout(4, 3, True), "x", action_mask=torch.tensor([True, False, True]))
     assert float(masked.decode(masked.init(1, 4, gen))[..., 5].abs().max()) == 0.0
+
+
+def test_search_space_keeps_angle_pairs_on_the_circle_and_mixes_starts():
+    """RGIA's space: (cos, sin) observation pairs decode onto the unit circle; with ``mixed_init`` every second
+    restart starts its states at N(0, 1) in observation units, the others at the rollout statistics."""
+    layout = Layout(3, 1, False)
+    center, scale = torch.tensor([0.0, 0.0, 5.0]), torch.tensor([1.0, 1.0, 10.0])
+    space = TransitionSpace(layout, "Pendulum-v1", center=center, scale=scale, angle_pairs=((0, 1),),
+                            mixed_init=True)
+    z = space.init(400, 8, torch.Generator().manual_seed(0))
+    s = space.decode(z)[..., layout.s]
+    assert torch.allclose(s[..., :2].norm(dim=-1), torch.ones(()), atol=1e-6)
+    thd = s[..., 2]
+    assert abs(float(thd[1::2].mean())) < 0.1 and abs(float(thd[1::2].std()) - 1) < 0.1  # N(0, 1)
+    assert abs(float(thd[0::2].mean()) - 5) < 1 and abs(float(thd[0::2].std()) - 10) < 1  # rollout statistics
+    plain = TransitionSpace(layout, "Pendulum-v1", center=center, scale=scale)
+    assert not torch.allclose(plain.decode(z)[..., :2].norm(dim=-1), torch.ones(()), atol=1e-3)
