@@ -1,9 +1,10 @@
 """Exact attacks on vision/mlp and vision/lenet, beside the papers' figures (issue 3).
 
-    .venv/bin/python benchmarks/vision/analytic.py [--batches 4]
+    .venv/bin/python benchmarks/vision/analytic.py [--batches 4] [--only spear [--sizes 8]]
 
-Writes benchmarks/vision/results/analytic.json. Private data: the built-in photo crops (class-interleaved) and
-the held-out photos (Grace Hopper crops and LFW faces), fed like a user's ``--data``.
+Writes benchmarks/vision/results/analytic.json (``--only ATTACK`` reruns that attack's rows and keeps the
+others). Private data: the built-in photo crops (class-interleaved) and the held-out photos (Grace Hopper crops
+and LFW faces), fed like a user's ``--data``.
 """
 
 from __future__ import annotations
@@ -33,12 +34,16 @@ def summarize(result) -> dict:
     ps = [r["psnr"] for r in ok]
     return {"images": len(result.per_sample), "failed": result.failed, "psnr_mean": float(np.mean(ps)) if ps else None,
             "psnr_min": float(np.min(ps)) if ps else None, "exact_frac": sum(p >= 60 for p in ps) / len(result.per_sample),
-            "label_acc": result.metrics.get("label_acc"), "seconds": round(result.seconds, 2)}
+            "label_acc": result.metrics.get("label_acc"), "seconds": round(result.seconds, 2),
+            "failures": {s: sum(r["status"] == s for r in result.per_sample)
+                         for s in sorted({r["status"] for r in result.per_sample} - {"ok"})}}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--batches", type=int, default=4)
+    ap.add_argument("--only", help="rerun only this attack's rows, keeping the other rows of --out")
+    ap.add_argument("--sizes", type=int, nargs="*", help="with --only: rerun only these batch sizes")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "analytic.json"))
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -47,6 +52,8 @@ def main() -> None:
     sources = {"photo-crops": None, "held-out": str(tmp / "held_out.npy")}
     runs = [("vision/mlp", "analytic-fc", 1), ("vision/mlp", "analytic-fc", 4), ("vision/mlp", "rgap", 1),
             ("vision/lenet", "rgap", 1)] + [("vision/mlp", "spear", b) for b in (1, 2, 4, 8)]
+    if args.only:
+        runs = [r for r in runs if r[1] == args.only and (not args.sizes or r[2] in args.sizes)]
     rows = []
     start = time.time()
     for case, attack, bs in runs:
@@ -60,8 +67,15 @@ def main() -> None:
             rows.append({"case": case, "attack": attack, "batch_size": bs, "data": name, "batches": k,
                          **summarize(result)})
             print(json.dumps(rows[-1]), flush=True)
-    out = {"scale": {"batches_per_setting": args.batches, "threads": 1, "device": "cpu"}, "paper": PAPERS,
-           "seconds": round(time.time() - start, 1), "rows": rows}
+    scale = {"batches_per_setting": args.batches, "threads": 1, "device": "cpu"}
+    out = {"scale": scale, "paper": PAPERS, "seconds": round(time.time() - start, 1), "rows": rows}
+    if args.only and Path(args.out).exists():
+        old = json.loads(Path(args.out).read_text())
+        redone = {(r["attack"], r["batch_size"]) for r in rows}
+        kept = [r for r in old["rows"] if (r["attack"], r["batch_size"]) not in redone]
+        out = {**old, "paper": PAPERS, "rows": kept + rows,
+               "scale_by_attack": {**old.get("scale_by_attack", {}),
+                                   args.only: {**scale, "batch_sizes": args.sizes or "all", "seconds": out["seconds"]}}}
     Path(args.out).write_text(json.dumps(out, indent=1))
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 import gradleak
 from gradleak_vision.data import held_out_photos
+from gradleak_vision.spear import SpearConfig, accepted, low_rank_factors, matching, search, solve
 
 EXACT_DB = 60.0
 
@@ -80,3 +82,37 @@ def test_rgap_inverts_lenet_convolutions(held_out):
 def test_rgap_takes_one_image():
     with pytest.raises(gradleak.UsageError, match="--batch-size 1"):
         gradleak.run("vision/mlp", "rgap", batch_size=2, device="cpu")
+
+
+def _relu_layer_gradient(b: int, seed: int):
+    """A ReLU layer on non-negative inputs (correlated activation patterns, as for photos): its weight and bias
+    gradients for a batch of ``b`` and the quantities SPEAR works on."""
+    g = torch.Generator().manual_seed(seed)
+    n, m = 64, 200
+    X = torch.rand(b, n, generator=g, dtype=torch.float64)
+    W = (torch.rand(m, n, generator=g, dtype=torch.float64) - 0.5) / n**0.5
+    bias = (torch.rand(m, generator=g, dtype=torch.float64) - 0.5) / n**0.5
+    Z = X @ W.T + bias
+    dZ = (Z > 0) * torch.randn(b, m, generator=g, dtype=torch.float64)  # ReLU zeroes the inactive units
+    dW, db = dZ.T @ X, dZ.sum(0)
+    L, R = low_rank_factors(dW, b, 1e-10)
+    alive = L.norm(dim=1) > 1e-9 * L.norm(dim=1).max()
+    return X, W[alive], bias[alive], L[alive], R, db[alive]
+
+
+@pytest.mark.parametrize("b", [3, 6])
+def test_spear_search_disaggregates_correlated_relu_gradients(b):
+    """The sampling, mixture filters, greedy selection and sparsity matching recover every input of a batch of
+    non-negative inputs (whose activation patterns overlap heavily) to float precision."""
+    X, W, bias, L, R, db = _relu_layer_gradient(b, seed=0)
+    c = SpearConfig()
+
+    def score(Q):
+        solved = solve(L, R, db, Q)
+        return -1.0 if solved is None else matching(*solved, W, bias, c.zero_tol)
+
+    Q, coeff, tried, _ = search(L, c, 50_000, torch.Generator().manual_seed(0), score)
+    assert coeff >= accepted(c, len(L), b) and Q.shape[1] == b
+    rec = solve(L, R, db, Q)[1]
+    err = torch.cdist(rec, X).min(0).values.max()  # every input recovered (order is not identifiable)
+    assert err < 1e-8 * X.norm(dim=1).min(), err
