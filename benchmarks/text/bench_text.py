@@ -4,6 +4,7 @@ Writes one JSON per (case, attack, batch size) into ``benchmarks/text/results/``
 (the 2-core budget of the issue):
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/text/bench_text.py dager --batches 2
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/text/bench_text.py optim --batches 2 --optim-case text/bert-tiny
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/text/bench_text.py optim --batches 3 [--reduced]
 
 Goals (issue 5): DAGER rouge1 >= 0.99 and exact >= 0.95 while the rank holds (gpt2-tiny up to 16,
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -30,24 +32,30 @@ OPTIM_SETS = {"tag": {"iterations": 500},
 
 
 ATTACK_SECONDS: list[float] = []
+#: CPU seconds of the same calls: with one torch thread this is what the attack costs on an idle core (the
+#: wall time overstates it on a machine shared with other jobs).
+ATTACK_CPU: list[float] = []
 
 
 def _timed(cls):
-    """Record the wall time of every ``reconstruct`` call (the attack alone, without model building)."""
+    """Record the wall and CPU time of every ``reconstruct`` call (the attack alone, without model building)."""
     inner = cls.reconstruct
 
     def reconstruct(self, update, view, budget=None):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         try:
             return inner(self, update, view, budget)
         finally:
             ATTACK_SECONDS.append(time.perf_counter() - t)
+            ATTACK_CPU.append(time.process_time() - c)
 
     cls.reconstruct = reconstruct
 
 
-def bench(case: str, attack: str, batch_size: int, batches: int, sets: dict | None = None) -> dict:
+def bench(case: str, attack: str, batch_size: int, batches: int, sets: dict | None = None, tag: str = "") -> dict:
     ATTACK_SECONDS.clear()
+    ATTACK_CPU.clear()
+    load_before = os.getloadavg()
     start = time.perf_counter()
     result = gradleak.run(case, attack, batch_size=batch_size, batches=batches, seed=0, device="cpu",
                           sets=sets or {})
@@ -59,14 +67,18 @@ def bench(case: str, attack: str, batch_size: int, batches: int, sets: dict | No
         "failed": result.failed, "failure_reasons": sorted(set(failed)),
         "seconds_total": round(seconds, 2), "seconds_per_batch": round(seconds / batches, 2),
         "attack_seconds_per_batch": [round(t, 2) for t in ATTACK_SECONDS],
+        "attack_cpu_seconds_per_batch": [round(t, 2) for t in ATTACK_CPU],
+        "per_sample_rouge1": [r.get("rouge1") for r in result.per_sample],
+        "load_average_1min": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
         "torch_threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(),
         "data": "built-in Rotten Tomatoes sentences (gensim pang_lee_polarity.cor), consecutive batches from the start",
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    name = f"{case.replace('/', '_')}-{attack}-b{batch_size}.json"
+    name = f"{case.replace('/', '_')}-{attack}-b{batch_size}{tag}.json"
     (RESULTS / name).write_text(json.dumps(out, indent=1) + "\n")
     print(json.dumps({k: out[k] for k in ("case", "attack", "batch_size", "metrics", "failed",
-                                          "seconds_per_batch", "attack_seconds_per_batch")}), flush=True)
+                                          "seconds_per_batch", "attack_seconds_per_batch",
+                                          "attack_cpu_seconds_per_batch")}), flush=True)
     return out
 
 
@@ -77,6 +89,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="1,4,8,16")
     parser.add_argument("--cases", default="text/gpt2-tiny,text/bert-minilm")
     parser.add_argument("--attacks", default="tag,lamp", help="optim: which attacks")
+    parser.add_argument("--optim-case", default="text/bert-minilm", help="optim: the case (batch size 1)")
     parser.add_argument("--reduced", action="store_true", help="optim: the reduced budgets of OPTIM_SETS")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -91,7 +104,8 @@ def main() -> None:
                 bench(case, "dager", size, args.batches)
     else:
         for attack in args.attacks.split(","):
-            bench("text/bert-minilm", attack, 1, args.batches, OPTIM_SETS.get(attack, {}) if args.reduced else {})
+            bench(args.optim_case, attack, 1, args.batches, OPTIM_SETS.get(attack, {}) if args.reduced else {},
+                  "-reduced" if args.reduced else "")
 
 
 if __name__ == "__main__":

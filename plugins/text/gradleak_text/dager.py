@@ -13,8 +13,17 @@ NeurIPS 2024 (insait-institute/dager-gradient-inversion).
    decoders (GPT-2) extend prefixes left to right, since causal attention fixes a prefix's states;
    encoders (BERT) search each sentence length (a ``[SEP]`` candidate ends a sentence) over the per-position
    candidates: exhaustively when the product is at most ``max_combinations`` (DAGER's enumeration), else by
-   coordinate descent on the mean layer-2 distance with random restarts (our replacement for DAGER's random
-   sampling, which rarely hits an exact sentence when the product is large).
+   coordinate descent with random restarts (our replacement for DAGER's random sampling of up to 10^7
+   combinations on a GPU). Each position in turn takes the candidate whose own second-layer input lies
+   closest to the span given the rest of the sentence, scored for all candidates at once by
+   :class:`~gradleak_text.span.EncoderSteps` (one token's pass each, not a sentence's). This matters beyond
+   a few sentences: once the batch holds more (token, position) pairs than distinct tokens plus positions,
+   the span contains ``LN(E[v] + P[p])`` for most batch tokens ``v`` at most positions ``p`` (LayerNorm
+   inputs are sums), so the token filter keeps ~all batch tokens everywhere (bert-minilm, 8 sentences: 120
+   per position) and the encoder search has nothing to go on: such a batch (more than ``batch_size``
+   candidates at most positions) is refused with ``AttackFailed("rank")``, like one beyond the width. The
+   search stops once ``batch_size`` distinct sentences passed the check; a length whose one-position
+   descent finds nothing falls back to coordinate descent on the whole sentence's mean distance.
 
 Thresholds are relative distances (scale-free) computed in float64; DAGER's own are absolute (1e-5, 1e-3).
 """
@@ -32,9 +41,12 @@ from gradleak import Attack, AttackerView, AttackFailed, Batch, Reconstruction, 
 from gradleak.config import require_positive
 
 from .data import TextData, pack, special_ids
-from .span import Architecture, Basis, DecoderSteps, input_span, span_distance
+from .span import Architecture, Basis, DecoderSteps, EncoderSteps, input_span, span_distance
 
 log = logging.getLogger(__name__)
+
+#: DAGER's ``distinct_thresh``: sequences agreeing on 70% of positions count as one sentence.
+_DISTINCT = 0.7
 
 
 @dataclass(frozen=True)
@@ -44,12 +56,13 @@ class DagerConfig:
     l1_threshold: float = param(1e-5, "max relative distance of a token's layer-1 input to the span")
     l2_threshold: float = param(1e-3, "max mean relative distance of a sequence's layer-2 inputs to the span")
     max_combinations: int = param(512, "encoders: enumerate every sentence up to this many combinations")
-    restarts: int = param(24, "encoders: coordinate-descent restarts per sentence length")
+    restarts: int = param(24, "encoders: coordinate-descent restarts per sentence length (at most)")
+    sweeps: int = param(8, "encoders: coordinate-descent sweeps per restart")
     max_prefixes: int = param(256, "decoders: keep at most this many live prefixes per position")
 
     def validate(self, owner: str) -> None:
         require_positive(self, owner, "rank_tol", "l1_threshold", "l2_threshold", "max_combinations", "restarts",
-                         "max_prefixes", allow_zero=())
+                         "sweeps", "max_prefixes", allow_zero=())
 
 
 class Dager(Attack):
@@ -78,6 +91,15 @@ class Dager(Attack):
             # numerical rank overstates the span (the batch is too large for the width).
             raise AttackFailed("rank", f"no token lies in the span of rank {basis1.rank} of the first layer's "
                                        f"gradient (width {arch.width}); the batch has too many tokens")
+        crowded = sum(len(c) > view.batch_size for c in candidates[1:])
+        if arch.kind == "bert" and 2 * crowded > len(candidates) - 1:
+            # LayerNorm inputs are sums E[v] + P[p]: with more (token, position) pairs than distinct tokens plus
+            # positions, the pairs are linearly dependent and the span holds most batch tokens at every
+            # position. Decoders still separate them left to right; an encoder search has nothing to go on.
+            raise AttackFailed("rank", f"the first layer's span admits more than {view.batch_size} tokens at "
+                                       f"{crowded} of {len(candidates) - 1} positions: the batch's (token, "
+                                       f"position) pairs are not linearly independent (rank {basis1.rank}); "
+                                       "use smaller batches")
         sample: TextData = _template(view)
         if arch.kind == "gpt2":
             found = self._decode(arch, basis2, candidates, sample)
@@ -151,9 +173,12 @@ class Dager(Attack):
 
     def _encode(self, arch: Architecture, basis2: Basis, candidates: list[list[int]], sample: TextData,
                 generator: torch.Generator, batch_size: int) -> list[tuple[tuple[int, ...], float]]:
-        """Per sentence end (a position holding ``[SEP]``), search the tokens in between."""
+        """Per sentence end (a position holding ``[SEP]``), search the tokens in between; stops once
+        ``batch_size`` distinct sentences passed the second layer's check."""
         start, end, pad = special_ids(sample.tokenizer, sample.style)
+        steps = EncoderSteps(arch)
         found: dict[tuple[int, ...], float] = {}
+        exact: dict[tuple[int, ...], float] = {}
         ends = [e for e in range(2, len(candidates)) if end in candidates[e]]
         # As many sentence lengths as sentences: each length holds one, so its first exact hit ends its search.
         one_each = len(ends) >= batch_size
@@ -168,9 +193,16 @@ class Dager(Attack):
                 combos = torch.tensor(list(itertools.product(*middle)), dtype=torch.long)
                 results = self._score_all(arch, basis2, combos, start, end)
             else:
-                results = self._descend(arch, basis2, middle, start, end, generator, one_each)
+                results = self._descend(arch, steps, basis2, middle, start, end, generator, exact)
+                if not any(score < self.config.l2_threshold for _, score in results):
+                    # The one-position steps can stall on long sentences: the mean distance decides instead.
+                    results += self._full_descend(arch, basis2, middle, start, end, generator, one_each)
             for seq, score in results:
                 found[seq] = min(score, found.get(seq, float("inf")))
+                if score < self.config.l2_threshold:
+                    exact[seq] = score
+            if len(exact) >= batch_size:
+                break
         return sorted(found.items(), key=lambda kv: kv[1])
 
     def _scores(self, arch: Architecture, basis2: Basis, middles: torch.Tensor, start: int, end: int) -> torch.Tensor:
@@ -186,19 +218,71 @@ class Dager(Attack):
         order = scores.argsort()[:64]
         return [((start, *combos[i].tolist(), end), float(scores[i])) for i in order]
 
-    def _descend(self, arch, basis2, middle: list[list[int]], start: int, end: int, generator: torch.Generator,
-                 stop_at_first: bool) -> list[tuple[tuple[int, ...], float]]:
-        """Coordinate descent on the mean layer-2 distance from random starts, run in groups of 4 restarts."""
+    def _descend(self, arch: Architecture, steps: EncoderSteps, basis2: Basis, middle: list[list[int]], start: int,
+                 end: int, generator: torch.Generator, found: dict) -> list[tuple[tuple[int, ...], float]]:
+        """Coordinate descent from random starts in groups of 4 (``restarts`` at most). Later groups are kept
+        away from this length's sentences already found (several sentences can share a length), and a group
+        that adds no new exact sentence ends the search."""
+        out: list[tuple[tuple[int, ...], float]] = []
+        here: list[tuple[int, ...]] = []
+        for first in range(0, self.config.restarts, 4):
+            results = self._descend_group(arch, steps, basis2, middle, start, end, generator,
+                                          min(4, self.config.restarts - first), here)
+            out.extend(results)
+            fresh = {s: score for s, score in results if score < self.config.l2_threshold and s not in found}
+            if not fresh:
+                break
+            found.update(fresh)
+            here.extend(fresh)
+        return out
+
+    def _descend_group(self, arch, steps, basis2, middle, start, end, generator, R, avoid):
+        """Gauss-Seidel sweeps: each position in turn takes the candidate whose own second-layer input lies
+        closest to the span, the rest of the sentence fixed (:meth:`EncoderSteps.at`); the true sentence is a
+        fixed point (every position at distance ~0). Stops when a sweep changes nothing.
+
+        ``avoid``: found sentences; a restart agreeing with one on ``distinct`` of the other positions may not
+        take its token (DAGER's ``distinct_thresh`` notion of one sentence), so it cannot fall back into it."""
+        device = arch.word.device
+        options = [torch.tensor(m, dtype=torch.long, device=device) for m in middle]
+        with torch.no_grad():
+            inputs = [arch.ln(arch.word[o] + arch.position[p + 1]) for p, o in enumerate(options)]
+        pick = [o[torch.randint(len(o), (R,), generator=generator, device=generator.device).to(device)]
+                for o in options]
+        cur = torch.stack([torch.full((R,), start, device=device), *pick, torch.full((R,), end, device=device)], 1)
+        avoid_t = torch.tensor(avoid, dtype=torch.long, device=device).view(-1, cur.shape[1])
+        inner = len(options)
+        for _sweep in range(self.config.sweeps):
+            changed = False
+            for p in torch.randperm(inner, generator=generator, device=generator.device).tolist():
+                if len(options[p]) == 1:
+                    continue
+                dist = span_distance(basis2, steps.at(steps.inputs(cur), p + 1, inputs[p]))
+                for a in avoid_t:
+                    same = (cur[:, 1:-1] == a[1:-1]).sum(1) - (cur[:, p + 1] == a[p + 1]).long()
+                    close = (same >= _DISTINCT * (inner - 1)).to(dist.device)
+                    dist[close.unsqueeze(1) & (options[p] == a[p + 1]).to(dist.device).unsqueeze(0)] = float("inf")
+                new = options[p][dist.argmin(1).to(device)]
+                changed = changed or bool((new != cur[:, p + 1]).any())
+                cur[:, p + 1] = new
+            if not changed:
+                break
+        best = self._scores(arch, basis2, cur[:, 1:-1].cpu(), start, end)
+        return [(tuple(cur[r].tolist()), float(best[r])) for r in range(R)]
+
+    def _full_descend(self, arch, basis2, middle: list[list[int]], start: int, end: int,
+                      generator: torch.Generator, stop_at_first: bool) -> list[tuple[tuple[int, ...], float]]:
+        """Coordinate descent on the mean second-layer distance of whole sentences, groups of 4 restarts."""
         out: list[tuple[tuple[int, ...], float]] = []
         for first in range(0, self.config.restarts, 4):
-            R = min(4, self.config.restarts - first)
-            results = self._descend_group(arch, basis2, middle, start, end, generator, R)
+            results = self._full_group(arch, basis2, middle, start, end, generator,
+                                       min(4, self.config.restarts - first))
             out.extend(results)
             if stop_at_first and any(score < self.config.l2_threshold for _, score in results):
                 break
         return out
 
-    def _descend_group(self, arch, basis2, middle, start, end, generator, R):
+    def _full_group(self, arch, basis2, middle, start, end, generator, R):
         options = [torch.tensor(m, dtype=torch.long) for m in middle]
         cur = torch.stack([o[torch.randint(len(o), (R,), generator=generator, device=generator.device).cpu()]
                            for o in options], 1)
@@ -253,7 +337,7 @@ def _choose(found: list[tuple[tuple[int, ...], float]], n: int, threshold: float
     return chosen
 
 
-def _similar(a: tuple[int, ...], b: tuple[int, ...], fraction: float = 0.7) -> bool:
+def _similar(a: tuple[int, ...], b: tuple[int, ...], fraction: float = _DISTINCT) -> bool:
     """DAGER's ``distinct_thresh``: two sequences agreeing on 70% of positions are one sentence."""
     same = sum(x == y for x, y in zip(a, b))
     return same >= fraction * max(len(a), len(b))

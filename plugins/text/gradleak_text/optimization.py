@@ -4,8 +4,10 @@ TAG (Deng et al., "TAG: Gradient Attack on Transformer-based Language Models", E
 Adam on embeddings minimising ``||G - T||_2^2 + alpha ||G - T||_1``, then nearest-token projection.
 
 LAMP (Balunovic, Dimitrov, Jovanovic, Vechev, "LAMP: Extracting Text from Gradients with Language Model
-Priors", NeurIPS 2022; eth-sri/lamp): the best of ``init_candidates`` random starts, Adam (lr 0.01, StepLR
-50 x 0.89) on ``L_rec + alpha_reg (mean ||x|| - norm)^2``, and every ``swap_every`` steps after a 10% burn-in
+Priors", NeurIPS 2022; eth-sri/lamp): the best of ``init_candidates`` random starts, then the best of as many
+random orders of its tokens, rescaled to the norm target; Adam (lr 0.01, StepLR 50 x 0.89) on
+``L_rec + alpha_reg (mean ||x|| - norm)^2``, keeping the iterate of lowest loss (as the official code does);
+every ``swap_every`` steps after a 10% burn-in
 a discrete step: ``swap_candidates`` reorderings per sentence (swap two tokens, move a token, move a span,
 move a prefix to the end) scored by ``L_rec + alpha_lm * log-perplexity`` under the ``lm-prior``. Defaults are
 LAMP-cos (``alpha_lm`` 0.2, ``alpha_reg`` 1); ``distance=l1l2`` with ``alpha_lm=60, alpha_reg=25`` is
@@ -131,18 +133,21 @@ class Lamp(Attack):
         prior = LMPrior(LMPriorConfig(path=c.lm_path), device=view.device)
         E = match.embedding.detach()
         norm = float(E[shape.allowed].norm(dim=1).mean())
-        x = self._init(match, shape, view)
+        x = self._init(match, shape, view, norm)
         x.requires_grad_(True)
         opt = torch.optim.Adam([x], lr=c.lr)
         sched = torch.optim.lr_scheduler.StepLR(opt, step_size=50, gamma=c.lr_decay)
         steps = budget or c.iterations
         gen = torch.Generator().manual_seed(int(torch.randint(0, 2**31, (1,), generator=view.generator,
                                                               device=view.generator.device)))
+        best_total, best_x = math.inf, x.detach().clone()
         for it in range(steps):
             opt.zero_grad()
             rec = match.loss(x, shape.labels, _targets(match, x, shape))
             total = rec + c.alpha_reg * (x.norm(dim=-1).mean() - norm) ** 2
             total.backward()
+            if float(total) <= best_total:  # LAMP returns the iterate of lowest total loss, not the last one
+                best_total, best_x = float(total), x.detach().clone()
             opt.step()
             sched.step()
             fix_specials(x, E, shape)
@@ -150,20 +155,35 @@ class Lamp(Attack):
                 self._swap(match, shape, prior, view, x, gen)
             if it % 10 == 0 or it == steps - 1:
                 view.report(it + 1, steps, float(total))
-        ids = to_ids(x, E, shape)
+        ids = to_ids(best_x, E, shape)
         final = float(match.loss(E[ids], shape.labels, ids if match.gpt2 else None, False))
         return Reconstruction(Batch(text_data(ids, shape), shape.labels, "text"), objective=final,
-                              info={"length": shape.length, "vocabulary": int(shape.allowed.numel())})
+                              info={"length": shape.length, "vocabulary": int(shape.allowed.numel()),
+                                    "best_total_loss": best_total})
 
-    def _init(self, match: EmbeddingMatch, shape: Shape, view: AttackerView) -> torch.Tensor:
-        """The best of ``init_candidates`` Gaussian starts by reconstruction loss."""
+    def _init(self, match: EmbeddingMatch, shape: Shape, view: AttackerView, norm: float) -> torch.Tensor:
+        """LAMP's initialisation: the best of ``init_candidates`` Gaussian starts by reconstruction loss, then
+        the best of as many random orders of its inner positions, each token rescaled to the norm ``norm``."""
+        def rec(x: torch.Tensor) -> float:
+            return float(match.loss(x, shape.labels, _targets(match, x, shape), create_graph=False))
+
         cands = _random_embeddings(match, shape, view, self.config.init_candidates)
         best, best_loss = None, math.inf
         for x in cands:
             fix_specials(x, match.embedding, shape)
-            loss = float(match.loss(x, shape.labels, _targets(match, x, shape), create_graph=False))
+            loss = rec(x)
             if loss < best_loss:
                 best, best_loss = x, loss
+        inner = shape.length - 2
+        for _ in range(self.config.init_candidates if inner > 1 else 0):
+            order = torch.randperm(inner, generator=view.generator, device=view.generator.device).to(best.device)
+            x = best.clone()
+            x[:, 1:-1] = best[:, 1 + order]
+            loss = rec(x)
+            if loss < best_loss:
+                best, best_loss = x, loss
+        best = best / best.norm(dim=-1, keepdim=True) * norm
+        fix_specials(best, match.embedding, shape)
         return best.clone()
 
     def _score(self, match: EmbeddingMatch, shape: Shape, prior: LMPrior, view: AttackerView,

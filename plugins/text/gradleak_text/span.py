@@ -213,3 +213,47 @@ class DecoderSteps:
             h = h + attn.c_proj(out)
             h = h + block.mlp(block.ln_2(h))
             return self.next_ln(h), keys, values
+
+
+class EncoderSteps:
+    """First BERT layer when one position's token changes: the second layer's input at that position for every
+    candidate token at once, the rest of each sequence fixed.
+
+    Keys and values of the unchanged positions are shared by all candidates, and only the changed position's
+    row goes through the output projection and the feed-forward block, so scoring ``k`` candidates costs
+    ``k`` single-token passes instead of ``k`` full sequences.
+    """
+
+    def __init__(self, arch: Architecture) -> None:
+        bert = arch.model.bert
+        self.embeddings, self.layer = bert.embeddings, bert.encoder.layer[0]
+        attn = self.layer.attention.self
+        self.heads, self.head_size = attn.num_attention_heads, attn.attention_head_size
+        self.scaling = getattr(attn, "scaling", self.head_size ** -0.5)
+
+    def inputs(self, ids: torch.Tensor) -> torch.Tensor:
+        """First-layer inputs ``(N, L, d)`` (embeddings after their LayerNorm) of sequences ``ids``."""
+        with torch.no_grad():
+            return self.embeddings(input_ids=ids, token_type_ids=torch.zeros_like(ids))
+
+    def at(self, x: torch.Tensor, position: int, candidates: torch.Tensor) -> torch.Tensor:
+        """``x``: first-layer inputs ``(R, L, d)`` of ``R`` sequences; ``candidates``: first-layer inputs
+        ``(k, d)`` of ``k`` tokens at ``position``. Returns the second layer's inputs ``(R, k, d)`` at ``position``
+        with each candidate put there."""
+        with torch.no_grad():
+            attn = self.layer.attention.self
+            R, L, d = x.shape
+            k, H, hd = candidates.shape[0], self.heads, self.head_size
+            keys, values = attn.key(x).view(R, L, H, hd), attn.value(x).view(R, L, H, hd)
+            q = attn.query(candidates).view(k, H, hd)
+            kc, vc = attn.key(candidates).view(k, H, hd), attn.value(candidates).view(k, H, hd)
+            scores = torch.einsum("khd,rlhd->rkhl", q, keys) * self.scaling
+            scores[..., position] = ((q * kc).sum(-1) * self.scaling).unsqueeze(0)
+            weights = scores.softmax(-1)
+            own = weights[..., position].unsqueeze(-1)  # (R, k, H, 1)
+            weights = weights.clone()
+            weights[..., position] = 0
+            out = torch.einsum("rkhl,rlhd->rkhd", weights, values) + own * vc.unsqueeze(0)
+            residual = candidates.unsqueeze(0).expand(R, k, d)
+            h = self.layer.attention.output(out.reshape(R, k, d), residual)
+            return self.layer.output(self.layer.intermediate(h), h)

@@ -8,7 +8,7 @@ import gradleak
 from gradleak import Update
 from gradleak_text.cases import BertTiny, GPT2Tiny
 from gradleak_text.modality import Text
-from gradleak_text.span import Architecture, DecoderSteps, input_span, span_distance
+from gradleak_text.span import Architecture, DecoderSteps, EncoderSteps, input_span, span_distance
 
 from .conftest import HELD_OUT
 
@@ -74,3 +74,18 @@ def test_incremental_decoder_equals_the_full_forward():
         x, keys, values = steps.step(keys, values, ids[0, p:p + 1], p)
         rows.append(x)
     assert torch.allclose(torch.cat(rows), full, atol=1e-4)
+
+
+def test_encoder_single_token_pass_equals_the_full_forward():
+    case = BertTiny()
+    model = case.build_model(torch.Generator().manual_seed(0))
+    arch = Architecture(model)
+    steps = EncoderSteps(arch)
+    ids = torch.tensor([[101, 1996, 4937, 2003, 2204, 102], [101, 2023, 2003, 1037, 3231, 102]])
+    p, cand = 3, torch.tensor([2003, 4937, 1037])
+    inputs = arch.ln(arch.word[cand] + arch.position[p]).detach()
+    out = steps.at(steps.inputs(ids), p, inputs)
+    for j, c in enumerate(cand.tolist()):
+        changed = ids.clone()
+        changed[:, p] = c
+        assert torch.allclose(out[:, j], arch.second_inputs(changed)[:, p], atol=1e-5)
