@@ -90,7 +90,8 @@ class Dager(Attack):
             # Every sentence starts with the same token: when even it is off the span, the gradient's
             # numerical rank overstates the span (the batch is too large for the width).
             raise AttackFailed("rank", f"no token lies in the span of rank {basis1.rank} of the first layer's "
-                                       f"gradient (width {arch.width}); the batch has too many tokens")
+                                       f"gradient (width {arch.width}); the batch has too many tokens, or a "
+                                       "defense changed the gradient")
         crowded = sum(len(c) > view.batch_size for c in candidates[1:])
         if arch.kind == "bert" and 2 * crowded > len(candidates) - 1:
             # LayerNorm inputs are sums E[v] + P[p]: with more (token, position) pairs than distinct tokens plus

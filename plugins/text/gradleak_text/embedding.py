@@ -9,6 +9,10 @@ What the attacker reads off the update before optimising (the token-recovery too
   times batch) rows of largest norm are kept;
 - the labels of a classifier (LLG label counting of :mod:`gradleak.engine.labels`) unless granted.
 
+Under selective encryption (``Update.visible``) the attacker matches only the coordinates it reads in the
+clear (the masked attacker) and keeps wholly encrypted embedding rows among the candidate tokens and
+positions; an update whose clear part reveals no token is reported as ``failed: zero``.
+
 The word-embedding matrix itself is left out of the matching: candidates enter as embeddings, so it has no
 gradient through the input (its tied output-layer part would be matched on a stale vocabulary projection).
 """
@@ -20,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-from gradleak import AttackerView, Update
+from gradleak import AttackFailed, AttackerView, Update
 from gradleak.engine import count_labels
 from gradleak.engine import objectives as engine_objectives
 
@@ -73,6 +77,11 @@ class EmbeddingMatch:
         self.names = [n for n, _ in named]
         self.params = [p for _, p in named]
         self.target = [update.tensors[n].detach() for n in self.names]
+        # Part of the update may be encrypted (selective encryption): match only the coordinates seen in the
+        # clear, by zeroing the hidden ones on both sides.
+        visible = update.visible or {}
+        self.masks = [visible[n].to(t.device, t.dtype) if n in visible else None for n, t in zip(self.names, self.target)]
+        self.target = [t if m is None else t * m for t, m in zip(self.target, self.masks)]
         self.distance = make_distance(distance, alpha)
         self.gpt2 = not hasattr(self.model, "bert")
         self.update = update
@@ -84,17 +93,20 @@ class EmbeddingMatch:
         start, end, pad = special_ids(tokenizer, style)
         pos_name = next(n for n, p in self.model.named_parameters()
                         if "position_embeddings" in n or n.endswith("wpe.weight"))
-        used = (update.tensors[pos_name].abs().sum(1) > 0).nonzero().flatten()
+        rows, hidden = _row_mass(update, pos_name)
+        used = ((rows > 0) | hidden).nonzero().flatten()
         length = int(used.max()) + 1 if used.numel() else 2
         emb_name = next(n for n, p in self.model.named_parameters() if p is self.embedding)
-        rows = update.tensors[emb_name].abs().sum(1)
+        rows, hidden = _row_mass(update, emb_name)
         if self.gpt2:
             length += 1  # the final <|endoftext|> has no gradient
             k = min(rows.numel(), 4 * length * view.batch_size)
-            allowed = rows.topk(k).indices
+            allowed = torch.cat([rows.topk(k).indices, hidden.nonzero().flatten()]).unique()
         else:
-            allowed = (rows > 0).nonzero().flatten()
+            allowed = ((rows > 0) | hidden).nonzero().flatten()
         allowed = allowed[~torch.isin(allowed, torch.tensor([start, end, pad], device=allowed.device))]
+        if not allowed.numel():
+            raise AttackFailed("zero", "the embedding gradient reveals no token: every row is zero in the clear")
         labels = None
         if view.num_classes is not None:
             labels = view.labels if view.labels is not None else count_labels(view, update)
@@ -115,7 +127,22 @@ class EmbeddingMatch:
              create_graph: bool = True) -> torch.Tensor:
         grads = self.gradients(x, labels, targets, create_graph)
         grads = [g if g is not None else torch.zeros_like(p) for g, p in zip(grads, self.params)]
+        grads = [g if m is None else g * m for g, m in zip(grads, self.masks)]
         return self.distance([g.unsqueeze(0) for g in grads], self.target)[0]
+
+
+def _row_mass(update: Update, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row of an embedding-like gradient: its L1 mass in the clear, and whether it is wholly encrypted.
+
+    A wholly hidden row may belong to a used token or position (the magnitude metric hides exactly those),
+    so callers keep it as a candidate; a row with clear coordinates is used when any of them is non-zero.
+    """
+    t = update.tensors[name]
+    mask = (update.visible or {}).get(name)
+    if mask is None:
+        return t.abs().sum(1), torch.zeros(t.shape[0], dtype=torch.bool, device=t.device)
+    mask = mask.to(t.device)
+    return (t.abs() * mask).sum(1), ~mask.any(1)
 
 
 def project(x: torch.Tensor, embedding: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from click.testing import CliRunner
 
@@ -65,3 +66,17 @@ def test_train_lm_command_writes_a_loadable_model(tmp_path, monkeypatch):
                                    str(tmp_path / "lm")])
     assert out.exit_code == 0, out.output
     assert (tmp_path / "lm" / "config.json").exists()
+
+
+def test_tag_under_selective_encryption_matches_the_clear_part_and_fails_cleanly_when_nothing_is_clear(held_out):
+    """Masked TAG matches only plaintext coordinates (a random 30% hidden leaves it where the undefended attack
+    is); a naive attacker facing the token rows all encrypted reports ``failed: zero`` instead of crashing."""
+    pytest.importorskip("tenseal")
+    runs = {d: gradleak.run("text/bert-tiny", "tag", defenses=[d], data=held_out, batch_size=1, batches=1,
+                            device="cpu", sets=FAST_TAG)
+            for d in ("none", "selective-encryption:ratio=0.3,metric=random",
+                      "selective-encryption:ratio=0.1,metric=magnitude,attacker=naive")}
+    masked = runs["selective-encryption:ratio=0.3,metric=random"]
+    assert masked.metrics["rouge1"] >= runs["none"].metrics["rouge1"] - 0.1
+    naive = runs["selective-encryption:ratio=0.1,metric=magnitude,attacker=naive"]
+    assert naive.failed == 1 and "zero" in str(naive.per_sample)
