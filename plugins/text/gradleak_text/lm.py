@@ -60,15 +60,17 @@ def train_lm(tokenizer: str, style: str, out: Path, steps: int = 200, batch_size
     model = GPT2LMHeadModel(config).to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
-    for step in range(steps):
-        pick = torch.randint(len(seqs), (batch_size,), generator=gen).tolist()
-        ids = _pad([seqs[i] for i in pick], device)
-        loss = sequence_nll(model, ids).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if step % 100 == 0 or step == steps - 1:
-            log.info("train-lm step %d/%d: loss %.3f", step + 1, steps, float(loss.detach()))
+    # LAMP's first discrete step trains the prior lazily, from inside its no-grad scoring.
+    with torch.enable_grad():
+        for step in range(steps):
+            pick = torch.randint(len(seqs), (batch_size,), generator=gen).tolist()
+            ids = _pad([seqs[i] for i in pick], device)
+            loss = sequence_nll(model, ids).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if step % 100 == 0 or step == steps - 1:
+                log.info("train-lm step %d/%d: loss %.3f", step + 1, steps, float(loss.detach()))
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     return out
