@@ -106,11 +106,63 @@ def test_dp_sgd_clips_each_example_and_adds_calibrated_noise():
     assert 0 < eps < float("inf")
 
 
-def test_latent_perturbation_keeps_accuracy_and_lowers_reconstruction_quality():
-    # Measured: PSNR 16.7 -> 13.8 dB over these three patches, accuracy 0.72 -> 0.69 (privacy=10, the default).
-    common = dict(budget=400, batches=3, device="cpu", sets={"labels": "known", "pretrain_steps": 200})
-    clean = gradleak.run("medical/cnn-patches", "inverting-gradients", **common)
-    defended = gradleak.run("medical/cnn-patches", "inverting-gradients", defenses=["latent-perturbation"], **common)
-    u = defended.utility
-    assert u["latent-perturbation.accuracy"] >= u["latent-perturbation.accuracy_clean"] - 0.1, u
-    assert defended.metrics["psnr"] <= clean.metrics["psnr"] - 1.5, (clean.metrics, defended.metrics)
+def test_latent_perturbation_trained_in_the_federation_keeps_accuracy_and_lowers_reconstruction_quality():
+    # The paper's protocol: the model trains with the defense in the loop (300 FedSGD rounds of 8 patches),
+    # then single-patch updates of the trained model are attacked (IG, 400 steps, labels known, same start).
+    # Measured: accuracy 0.62 -> 0.66 and PSNR 15.1 -> 11.3 dB at the default privacy=10.
+    from gradleak.device import generator
+    from gradleak.registry import registry
+    from gradleak.runner import plan
+    from gradleak_medical.federation import attack_update, train_fedsgd
+    from gradleak_medical.latent import PerturbedClassifier, accuracy
+
+    cpu = torch.device("cpu")
+    psnr = registry().get("metric", "psnr", modality="image")()
+    acc, quality = {}, {}
+    for spec in ("none", "latent-perturbation"):
+        p = plan("medical/cnn-patches", "inverting-gradients", [spec], {"labels": "known", "restarts": 1}, cpu, 400)
+        gen = generator(cpu, 0)
+        model = p.case.build_model(gen).eval()
+        data = p.case.load_data(None)
+        train_fedsgd(p, model, data, rounds=300, batch_size=8, lr=2e-3, generator=gen, seed=0)
+        sigma = getattr(p.defenses[0], "sigma", None)
+        torch.manual_seed(0)  # the latent noise of the accuracy pass
+        acc[spec] = accuracy(PerturbedClassifier(model, sigma) if sigma is not None else model, p.case.public_data())
+        picks = [int((data.labels == c).nonzero()[0]) for c in range(3)]
+        values = []
+        for i, index in enumerate(picks):
+            truth = p.modality.select(data, torch.tensor([index]))
+            _, rec = attack_update(p, model, truth, gen, 400, attack_seed=1000 + i)
+            values.append(float(psnr(rec.batch, truth).mean()))
+        quality[spec] = sum(values) / len(values)
+    assert acc["latent-perturbation"] >= acc["none"] - 0.05, acc
+    assert quality["latent-perturbation"] <= quality["none"] - 2.0, quality
+
+
+def test_latent_perturbation_relearns_sigma_on_every_model_and_learn_once_keeps_it():
+    from gradleak.device import generator
+    from gradleak.fl.client import client_update
+    from gradleak.runner import plan
+
+    cpu = torch.device("cpu")
+
+    def rounds(spec: str, n: int) -> list[torch.Tensor]:
+        p = plan("medical/cnn-patches", "inverting-gradients", [spec], {"labels": "known"}, cpu, 1)
+        gen = generator(cpu, 0)
+        model = p.case.build_model(gen)
+        part = p.modality.select(p.case.load_data(None), torch.arange(4))
+        out = []
+        for _ in range(n):
+            client_update(model, p.case, p.modality, part, p.defenses, gen)
+            out.append(p.defenses[0].sigma.clone())
+            with torch.no_grad():  # the server moves the encoder between rounds
+                model.encoder[-2].weight.mul_(0.5)
+        return out
+
+    joint = rounds("latent-perturbation:steps=10,round_steps=10,privacy=100", 3)
+    once = rounds("latent-perturbation:steps=10,round_steps=0,privacy=100", 3)
+    # The first model gets the same minimax from the same start in both variants.
+    assert torch.allclose(joint[0], once[0])
+    assert all(torch.equal(once[0], s) for s in once[1:])
+    # Joint training continues on every later model: sigma moves again on each one.
+    assert not torch.allclose(joint[1], joint[0]) and not torch.allclose(joint[2], joint[1])
