@@ -170,12 +170,13 @@ def test_batched_restarts_equal_separate_computations(protocol):
     for r in range(3):
         alone = fn(x[r:r + 1], batch.labels, per_restart_labels=False)
         for a, b in zip(together, alone):
-            torch.testing.assert_close(a[r], b[0], rtol=1e-5, atol=1e-7)
+            # One restart skips vmap, so its kernels sum in another order: float32 rounding, ~1e-7 here.
+            torch.testing.assert_close(a[r], b[0], rtol=1e-5, atol=1e-6)
     soft = torch.softmax(torch.randn((3, 2, NUM_CLASSES), generator=gen(6)), -1)
     together = fn(x, soft, per_restart_labels=True)
     alone = fn(x[2:], soft[2:], per_restart_labels=True)
     for a, b in zip(together, alone):
-        torch.testing.assert_close(a[2], b[0], rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(a[2], b[0], rtol=1e-5, atol=1e-6)
 
 
 # ------------------------------------------------------------------------------------------------ (c) BatchedLBFGS
