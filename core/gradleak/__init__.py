@@ -38,6 +38,7 @@ from .errors import (
 from .fl.protocol import Protocol, ThreatModel
 from .hookspecs import hookimpl
 from .optional import import_optional
+from .plugins import register_all
 from .registry import Registry, registry, reset_registry
 from .runner import RunResult, plan, run
 from .types import CAPABILITIES, Batch, Reconstruction, Update
@@ -50,5 +51,5 @@ __all__ = [
     "ConfigError", "DataError", "Defense", "DependencyMissing", "Detector", "GradleakError", "IncompatibleError",
     "Metric", "Modality", "NoConfig", "Prior", "Protocol", "Reconstruction", "Registry", "RunResult",
     "SearchSpace", "ThreatModel", "UnknownComponent", "Update", "UsageError", "__version__", "hookimpl",
-    "import_optional", "param", "plan", "registry", "reset_registry", "run",
+    "import_optional", "param", "plan", "register_all", "registry", "reset_registry", "run",
 ]

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 
-from .config import param
+from .config import param, require_count
 from .fl.protocol import Protocol, ThreatModel
 from .types import Batch, Reconstruction, Update
 
@@ -152,9 +152,7 @@ class CaseConfig:
     def validate(self, owner: str) -> None:
         from .errors import ConfigError
 
-        for key in ("local_steps", "epochs", "clients"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"{owner}: {key} must be >= 1, got {getattr(self, key)}")
+        require_count(self, owner, "local_steps", "epochs", "clients")
         if self.local_batch_size is not None and self.local_batch_size < 1:
             raise ConfigError(f"{owner}: local_batch_size must be >= 1, got {self.local_batch_size}")
         if self.pretrain_steps < 0:

@@ -169,3 +169,11 @@ def require_positive(config: Any, owner: str, *names: str, allow_zero: tuple[str
         if value < 0 or (value == 0 and name not in allow_zero) or value != value:
             bound = ">= 0" if name in allow_zero else "> 0"
             raise ConfigError(f"{owner}: {name} must be {bound}, got {value}")
+
+
+def require_count(config: Any, owner: str, *names: str) -> None:
+    """Refuse values of ``names`` below 1 (sizes, steps, counts) with a one-line ConfigError."""
+    for name in names:
+        value = getattr(config, name)
+        if value < 1:
+            raise ConfigError(f"{owner}: {name} must be >= 1, got {value}")

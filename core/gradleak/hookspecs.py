@@ -24,6 +24,7 @@ Every ``register_*`` hook receives ``register``: call it once per component *cla
 checks the class (a subclass of the right base from :mod:`gradleak`, a ``name`` of the right style:
 kebab-case, snake_case for metrics; a ``Config`` dataclass; known capability names) and records which
 plugin registered it. A class that fails these checks makes the plugin *broken*, with the reason.
+``gradleak.register_all(register, *lists)`` calls it on every class of those lists, in order.
 
 Two plugins may register the same bare name (``psnr`` in vision and medical): both stay reachable by their
 qualified names (``vision/psnr``), and a bare lookup picks the one that applies to the case's modality. Only

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import types
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
 
@@ -47,6 +47,23 @@ class PluginInfo:
             "error": self.error,
             "provides": dict(self.provides),
         }
+
+
+def register_all(register: Callable[[type], None], *groups: Iterable[type]) -> None:
+    """Pass every class of ``groups`` to ``register``, in order: the whole body of most ``register_*`` hooks.
+
+    A plugin keeps in each module the list of what that module contributes (``ATTACKS = [...]``), so adding
+    a component is one line beside its class, and its hooks only name the lists::
+
+        from gradleak import hookimpl, register_all
+
+        @hookimpl
+        def register_attacks(register):
+            register_all(register, grain.ATTACKS, dlg.ATTACKS)
+    """
+    for group in groups:
+        for cls in group:
+            register(cls)
 
 
 def strict() -> bool:

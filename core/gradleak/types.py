@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -47,6 +47,17 @@ class Batch:
 
     def replace(self, **changes: Any) -> Batch:
         return dataclasses.replace(self, **changes)
+
+    def labels_at(self, index: torch.Tensor) -> torch.Tensor | None:
+        """The labels of the samples at ``index`` (``None`` when the batch has none), for ``Modality.select``."""
+        return self.labels[index.to(self.labels.device)] if self.labels is not None else None
+
+    @staticmethod
+    def joined_labels(batches: Sequence[Batch]) -> torch.Tensor | None:
+        """The labels of ``batches`` end to end, ``None`` unless every batch has labels, for ``Modality.concat``."""
+        if all(b.labels is not None for b in batches):
+            return torch.cat([b.labels for b in batches])
+        return None
 
 
 @dataclass(frozen=True)

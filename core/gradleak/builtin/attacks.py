@@ -55,10 +55,7 @@ class DLG(Attack):
     paper = "Zhu et al., Deep Leakage from Gradients, NeurIPS 2019"
 
     def settings(self, budget: int | None) -> InversionSettings:
-        c = self.config
-        return InversionSettings(objective="l2", optimizer="lbfgs", lr=c.lr, iterations=budget or c.iterations,
-                                 restarts=c.restarts, lbfgs_inner=c.lbfgs_inner, boxed=c.boxed,
-                                 line_search=c.line_search)
+        return InversionSettings.from_config(self.config, budget, objective="l2", optimizer="lbfgs")
 
     def reconstruct(self, update: Update, view: AttackerView, budget: int | None = None) -> Reconstruction:
         return invert(view, update, self.settings(budget), labels=view.labels)
@@ -118,8 +115,6 @@ class InvertingGradients(Attack):
 
     def reconstruct(self, update: Update, view: AttackerView, budget: int | None = None) -> Reconstruction:
         c = self.config
-        settings = InversionSettings(objective="cosine", optimizer="adam", lr=c.lr, iterations=budget or c.iterations,
-                                     schedule=c.schedule, signed=c.signed, boxed=c.boxed, restarts=c.restarts,
-                                     init_mean=c.init_mean, init_std=c.init_std)
+        settings = InversionSettings.from_config(c, budget, objective="cosine", optimizer="adam")
         labels = known_or_recovered_labels(view, update)
         return invert(view, update, settings, labels=labels, priors=[(TotalVariation(device=self.device), c.tv)])

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from ..hookspecs import hookimpl
+from ..plugins import register_all
 from . import attacks, censor, defenses, detectors, encryption, metrics, priors, quantize, soteria
 
 
 @hookimpl
 def register_attacks(register):
-    register(attacks.DLG)
-    register(attacks.IDLG)
-    register(attacks.InvertingGradients)
+    register_all(register, (attacks.DLG, attacks.IDLG, attacks.InvertingGradients))
 
 
 @hookimpl
@@ -25,16 +24,10 @@ def register_metrics(register):
 
 @hookimpl
 def register_defenses(register):
-    register(defenses.NoDefense)
-    register(defenses.DPGaussian)
-    register(defenses.Prune)
-    register(quantize.Quantize)
-    register(soteria.Soteria)
-    register(censor.Censor)
-    register(encryption.SelectiveEncryption)
+    register_all(register, (defenses.NoDefense, defenses.DPGaussian, defenses.Prune, quantize.Quantize, soteria.Soteria,
+                            censor.Censor, encryption.SelectiveEncryption))
 
 
 @hookimpl
 def register_detectors(register):
-    for cls in detectors.DETECTORS:
-        register(cls)
+    register_all(register, detectors.DETECTORS)

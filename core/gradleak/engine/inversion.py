@@ -12,8 +12,8 @@ beforehand) or optimised jointly as soft labels ``softmax(l)`` (DLG).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, fields
+from typing import Any, Literal
 
 import torch
 
@@ -44,6 +44,20 @@ class InversionSettings:
     line_search: bool = True
     init_mean: float = 0.0
     init_std: float = 1.0
+
+    @classmethod
+    def from_config(cls, config: Any, budget: int | None = None, **fixed: Any) -> InversionSettings:
+        """The settings an attack's ``Config`` dataclass holds (its fields named as fields here), the run's
+        ``budget`` as ``iterations`` when given, and what the attack fixes (``fixed``) over both.
+
+        ``InversionSettings.from_config(config, budget, objective="cosine", optimizer="adam")`` is Inverting
+        Gradients: ``lr``, ``iterations``, ``restarts``, ``schedule``, ... come from its Config.
+        """
+        own = {f.name for f in fields(cls)}
+        given = {f.name: getattr(config, f.name) for f in fields(config) if f.name in own}
+        if budget:
+            given["iterations"] = budget
+        return cls(**{**given, **fixed})
 
 
 def invert(

@@ -9,8 +9,8 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from gradleak import Batch, Case, CaseConfig, ConfigError
-from gradleak.config import param
+from gradleak import Batch, Case, CaseConfig
+from gradleak.config import param, require_count
 
 from .data import CITATION, citation_like, dataset_root, nci_molecules, smiles_file
 from .features import CHEMICAL, FeatureSpec
@@ -28,9 +28,7 @@ class GraphCaseConfig(CaseConfig):
 
     def validate(self, owner: str) -> None:
         super().validate(owner)
-        for key in ("hidden", "readout", "heads", "molecules"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"{owner}: {key} must be >= 1, got {getattr(self, key)}")
+        require_count(self, owner, "hidden", "readout", "heads", "molecules")
 
 
 def collate(graphs) -> Any:

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from gradleak import AttackerView, Batch, ConfigError, Reconstruction, Update
+from gradleak import AttackerView, Batch, Reconstruction, Update
 from gradleak.components import Attack
-from gradleak.config import param
+from gradleak.config import param, require_positive
 
 from .grain import _graph
 from .modality import GraphList
@@ -38,9 +38,7 @@ class GraphDLGConfig:
     rank_tol: float = param(1e-5, "relative singular-value cut used to guess the number of nodes")
 
     def validate(self, owner: str) -> None:
-        for key in ("iterations", "lr", "rank_tol"):
-            if not getattr(self, key) > 0:
-                raise ConfigError(f"{owner}: {key} must be > 0, got {getattr(self, key)}")
+        require_positive(self, owner, "iterations", "lr", "rank_tol")
 
 
 def dense_readout_input(model, x: torch.Tensor, adj: torch.Tensor) -> torch.Tensor:

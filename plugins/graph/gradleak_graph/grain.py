@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 import torch
 
-from gradleak import AttackFailed, AttackerView, Batch, ConfigError, Reconstruction, Update
+from gradleak import AttackFailed, AttackerView, Batch, Reconstruction, Update
 from gradleak.components import Attack
-from gradleak.config import param
+from gradleak.config import param, require_positive
 
 from . import chemistry
 from .assemble import Assembler
@@ -49,10 +49,8 @@ class GrainConfig:
                                "exactly that many (graph classification)")
 
     def validate(self, owner: str) -> None:
-        for key in ("span_tol", "rank_tol", "accept", "max_candidates", "max_blocks", "max_leaves", "time_limit",
-                    "max_nodes"):
-            if not getattr(self, key) > 0:
-                raise ConfigError(f"{owner}: {key} must be > 0, got {getattr(self, key)}")
+        require_positive(self, owner, "span_tol", "rank_tol", "accept", "max_candidates", "max_blocks", "max_leaves",
+                         "time_limit", "max_nodes")
 
 
 class Grain(Attack):

@@ -76,15 +76,14 @@ class Graph(Modality):
 
     def select(self, batch: Batch, index: torch.Tensor) -> Batch:
         idx = [int(i) for i in index.tolist()]
-        labels = batch.labels[index.to(batch.labels.device)] if batch.labels is not None else None
+        labels = batch.labels_at(index)
         return batch.replace(data=GraphList(batch.data[i] for i in idx), labels=labels)
 
     def concat(self, batches: list[Batch]) -> Batch:
         if not batches:
             raise ValueError("concat needs at least one batch")
         data = GraphList(g for b in batches for g in b.data)
-        with_labels = all(b.labels is not None for b in batches)
-        labels = torch.cat([b.labels for b in batches]) if with_labels else None  # type: ignore[misc]
+        labels = Batch.joined_labels(batches)
         return Batch(data, labels, self.name)
 
     def save(self, batch: Batch, directory: Path, stem: str) -> dict[str, str]:

@@ -6,7 +6,7 @@ Each module keeps the list of what it contributes: ``cases.CASES``, ``grain.ATTA
 
 from __future__ import annotations
 
-from gradleak import hookimpl
+from gradleak import hookimpl, register_all
 
 from . import cases, grain, metrics
 from .modality import Graph
@@ -19,19 +19,16 @@ def register_modalities(register):
 
 @hookimpl
 def register_cases(register):
-    for cls in cases.CASES:
-        register(cls)
+    register_all(register, cases.CASES)
 
 
 @hookimpl
 def register_attacks(register):
     from . import dlg
 
-    for cls in (*grain.ATTACKS, *dlg.ATTACKS):
-        register(cls)
+    register_all(register, grain.ATTACKS, dlg.ATTACKS)
 
 
 @hookimpl
 def register_metrics(register):
-    for cls in metrics.METRICS:
-        register(cls)
+    register_all(register, metrics.METRICS)

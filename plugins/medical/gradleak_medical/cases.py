@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from gradleak import Batch, Case, CaseConfig, DataError, param
+from gradleak_vision.cases import cross_entropy
 
 from .loaders import load_dicom_folder, load_medmnist
 from .models import patch_cnn, patch_resnet
@@ -32,9 +32,7 @@ class _PatchCase(Case):
     num_classes = len(class_names())
 
     def loss(self, outputs: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-        if labels is None:
-            raise ValueError(f"case {self.name} needs labels to compute its loss")
-        return F.cross_entropy(outputs, labels)
+        return cross_entropy(outputs, labels, self.name)
 
     def load_data(self, path: Path | None) -> Batch:
         """Built-in: the offline patches; ``--data``: a folder of DICOM files, a MedMNIST ``.npz``, or images."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gradleak import hookimpl
+from gradleak import hookimpl, register_all
 
 from .cases import CASES
 from .dpsgd import DPSGD
@@ -12,17 +12,14 @@ from .metrics import METRICS
 
 @hookimpl
 def register_cases(register):
-    for cls in CASES:
-        register(cls)
+    register_all(register, CASES)
 
 
 @hookimpl
 def register_defenses(register):
-    register(LatentPerturbation)
-    register(DPSGD)
+    register_all(register, (LatentPerturbation, DPSGD))
 
 
 @hookimpl
 def register_metrics(register):
-    for cls in METRICS:
-        register(cls)
+    register_all(register, METRICS)

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from gradleak import hookimpl
+from gradleak import hookimpl, register_all
 
 from . import attacks, cases, metrics, priors
 from .modality import Transition
@@ -19,23 +19,19 @@ def register_modalities(register):
 
 @hookimpl
 def register_cases(register):
-    for cls in cases.CASES:
-        register(cls)
+    register_all(register, cases.CASES)
 
 
 @hookimpl
 def register_attacks(register):
-    for cls in attacks.ATTACKS:
-        register(cls)
+    register_all(register, attacks.ATTACKS)
 
 
 @hookimpl
 def register_priors(register):
-    for cls in priors.PRIORS:
-        register(cls)
+    register_all(register, priors.PRIORS)
 
 
 @hookimpl
 def register_metrics(register):
-    for cls in metrics.METRICS:
-        register(cls)
+    register_all(register, metrics.METRICS)

@@ -62,9 +62,7 @@ class SpikeDLG(Attack):
         modality = _SpikeTrainSpikes(device=self.device)
         modality.hard = c.hard
         spike_view = dataclasses.replace(view, modality=modality)
-        settings = InversionSettings(objective=c.objective, optimizer="adam", lr=c.lr,
-                                     iterations=budget or c.iterations, schedule=c.schedule, boxed=True,
-                                     restarts=c.restarts)
+        settings = InversionSettings.from_config(c, budget, optimizer="adam", boxed=True)
         labels = known_or_recovered_labels(view, update)
         return invert(spike_view, update, settings, labels=labels)
 

@@ -161,15 +161,14 @@ class Spikes(Modality):
     def select(self, batch: Batch, index: torch.Tensor) -> Batch:
         data: SpikeTrain = batch.data
         spikes = data.spikes[index.to(data.spikes.device)]
-        labels = batch.labels[index.to(batch.labels.device)] if batch.labels is not None else None
+        labels = batch.labels_at(index)
         return batch.replace(data=SpikeTrain(spikes, data.encoding), labels=labels)
 
     def concat(self, batches: list[Batch]) -> Batch:
         if not batches:
             raise ValueError("concat needs at least one batch")
         spikes = torch.cat([b.data.spikes for b in batches])
-        with_labels = all(b.labels is not None for b in batches)
-        labels = torch.cat([b.labels for b in batches]) if with_labels else None  # type: ignore[misc]
+        labels = Batch.joined_labels(batches)
         return spike_batch(spikes, labels, batches[0].data.encoding)
 
     def save(self, batch: Batch, directory: Path, stem: str) -> dict[str, str]:

@@ -4,7 +4,7 @@ spiking cases through :meth:`gradleak_snn.modality.Spikes.search_space`."""
 
 from __future__ import annotations
 
-from gradleak import hookimpl
+from gradleak import hookimpl, register_all
 
 from . import attacks, cases, metrics
 from .modality import Spikes
@@ -17,17 +17,14 @@ def register_modalities(register):
 
 @hookimpl
 def register_cases(register):
-    for cls in cases.CASES:
-        register(cls)
+    register_all(register, cases.CASES)
 
 
 @hookimpl
 def register_attacks(register):
-    for cls in attacks.ATTACKS:
-        register(cls)
+    register_all(register, attacks.ATTACKS)
 
 
 @hookimpl
 def register_metrics(register):
-    for cls in metrics.METRICS:
-        register(cls)
+    register_all(register, metrics.METRICS)

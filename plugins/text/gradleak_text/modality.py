@@ -49,17 +49,14 @@ class Text(Modality):
         # Drop padding columns no selected sample needs: an update must not depend on the others' lengths.
         length = max(int(mask.sum(1).max()) if len(mask) else 1, 1)
         data = TextData(d.ids[index, :length], mask[:, :length], d.tokenizer, d.style, d.pad_id)
-        labels = batch.labels[index.to(batch.labels.device)] if batch.labels is not None else None
+        labels = batch.labels_at(index)
         return batch.replace(data=data, labels=labels)
 
     def concat(self, batches: list[Batch]) -> Batch:
         first: TextData = batches[0].data
         seqs = [s for b in batches for s in b.data.sequences()]
         data = pack(seqs, first.tokenizer, first.style, first.pad_id, first.ids.device)
-        labels = None
-        if all(b.labels is not None for b in batches):
-            labels = torch.cat([b.labels for b in batches])
-        return Batch(data, labels, "text")
+        return Batch(data, Batch.joined_labels(batches), "text")
 
     def save(self, batch: Batch, directory: Path, stem: str) -> dict[str, str]:
         path = directory / f"{stem}.json"

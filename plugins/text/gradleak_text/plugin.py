@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from gradleak import hookimpl
+from gradleak import hookimpl, register_all
 
 from . import cases, commands, dager, lm, metrics, optimization
 from .modality import Text
@@ -16,26 +16,22 @@ def register_modalities(register):
 
 @hookimpl
 def register_cases(register):
-    for cls in cases.CASES:
-        register(cls)
+    register_all(register, cases.CASES)
 
 
 @hookimpl
 def register_attacks(register):
-    for cls in (*dager.ATTACKS, *optimization.ATTACKS):
-        register(cls)
+    register_all(register, dager.ATTACKS, optimization.ATTACKS)
 
 
 @hookimpl
 def register_metrics(register):
-    for cls in metrics.METRICS:
-        register(cls)
+    register_all(register, metrics.METRICS)
 
 
 @hookimpl
 def register_priors(register):
-    for cls in lm.PRIORS:
-        register(cls)
+    register_all(register, lm.PRIORS)
 
 
 @hookimpl

@@ -15,6 +15,7 @@ from torch import nn
 
 from gradleak import (Attack, AttackerView, AttackFailed, Batch, ConfigError, IncompatibleError, Reconstruction,
                       Update, param)
+from gradleak.config import require_positive
 
 from .analytic import single_sample_clusters
 from .exact import images, input_layer, layer_gradients, partial_labels
@@ -36,9 +37,7 @@ class RobbingConfig:
     def validate(self, owner: str) -> None:
         if self.bins < 0:
             raise ConfigError(f"{owner}: bins must be >= 0 (0: twice the batch size), got {self.bins}")
-        for key in ("sigma", "gain", "tol"):
-            if getattr(self, key) <= 0:
-                raise ConfigError(f"{owner}: {key} must be > 0, got {getattr(self, key)}")
+        require_positive(self, owner, "sigma", "gain", "tol")
 
 
 class RobbingTheFed(Attack):
@@ -118,9 +117,7 @@ class TrapConfig:
             raise ConfigError(f"{owner}: rows must be >= 1, got {self.rows}")
         if not 0 < self.scale_factor < 1:
             raise ConfigError(f"{owner}: scale_factor must be in (0, 1), got {self.scale_factor}")
-        for key in ("sigma", "gain", "tol"):
-            if getattr(self, key) <= 0:
-                raise ConfigError(f"{owner}: {key} must be > 0, got {getattr(self, key)}")
+        require_positive(self, owner, "sigma", "gain", "tol")
 
 
 class TrapWeights(Attack):

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from gradleak import Batch, Case, CaseConfig, ConfigError, DataError
-from gradleak.config import param
+from gradleak.config import param, require_count
 
 from .convnet import ConvNet
 from .data import NUM_CLASSES, load_image_data, photo_crops, public_photo_crops
@@ -151,9 +151,7 @@ class ImageCase(Case):
 
 def _positive(config, owner: str, *names: str) -> None:
     CaseConfig.validate(config, owner)
-    for name in names:
-        if getattr(config, name) < 1:
-            raise ConfigError(f"{owner}: {name} must be >= 1, got {getattr(config, name)}")
+    require_count(config, owner, *names)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from torch import nn
 
 from gradleak import (Attack, AttackerView, AttackFailed, Batch, CapabilityError, ConfigError, IncompatibleError,
                       Reconstruction, Update, param)
+from gradleak.config import require_positive
 
 from .exact import images, input_layer, layer_gradients, leaves
 
@@ -27,9 +28,7 @@ class FishingConfig:
     def validate(self, owner: str) -> None:
         if self.target_class < 0:
             raise ConfigError(f"{owner}: target_class must be >= 0, got {self.target_class}")
-        for key in ("bias", "multiplier", "iterations"):
-            if getattr(self, key) <= 0:
-                raise ConfigError(f"{owner}: {key} must be > 0, got {getattr(self, key)}")
+        require_positive(self, owner, "bias", "multiplier", "iterations")
 
 
 def classifier_layer(model: nn.Module, num_classes: int | None, who: str) -> tuple[str, nn.Linear]:

@@ -9,7 +9,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from gradleak import ConfigError, param
+from gradleak import param
+from gradleak.config import require_count
 
 from .cases import LeNetCase, LeNetConfig
 
@@ -60,9 +61,7 @@ class MLPConfig(LeNetConfig):
 
     def validate(self, owner: str) -> None:
         super().validate(owner)
-        for key in ("width", "depth"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"{owner}: {key} must be >= 1, got {getattr(self, key)}")
+        require_count(self, owner, "width", "depth")
 
 
 class MLPCase(LeNetCase):

@@ -85,9 +85,8 @@ class SeeThroughGradients(Attack):
         labels = view.labels if view.labels is not None else yin_labels(view, update)
         bn = BNStatistics(device=self.device).set_targets(view.bn_stats)
         group = GroupConsistency(device=self.device)
-        settings = InversionSettings(objective="l2", optimizer="adam", lr=c.lr, iterations=budget or c.iterations,
-                                     schedule="cosine", boxed=True, restarts=c.restarts,
-                                     init_mean=c.init_mean, init_std=c.init_std)
+        settings = InversionSettings.from_config(c, budget, objective="l2", optimizer="adam", schedule="cosine",
+                                                 boxed=True)
         priors = [(bn, c.bn), (TotalVariation(device=self.device), c.tv), (ImageNorm(device=self.device), c.l2),
                   (group, c.group if c.restarts > 1 else 0.0)]
         result = invert(view, update, settings, labels=labels, priors=priors)
@@ -157,8 +156,7 @@ class CPL(Attack):
     def reconstruct(self, update: Update, view: AttackerView, budget: int | None = None) -> Reconstruction:
         c = self.config
         labels = known_or_recovered_labels(view, update)
-        settings = InversionSettings(objective="l2", optimizer="lbfgs", lr=c.lr, iterations=budget or c.iterations,
-                                     restarts=c.restarts, lbfgs_inner=c.lbfgs_inner, boxed=True)
+        settings = InversionSettings.from_config(c, budget, objective="l2", optimizer="lbfgs", boxed=True)
         patterned = dataclasses.replace(view, modality=_PatternedImage(c.pattern, device=self.device))
         regularizer = LabelRegularizer(device=self.device).set_labels(labels)
         return invert(patterned, update, settings, labels=labels, priors=[(regularizer, c.label_weight)])
@@ -194,9 +192,8 @@ class _GIA(Attack):
         c = self.config
         bn = BNStatistics(device=self.device).set_targets(self.targets(view, update))
         labels = known_or_recovered_labels(view, update)
-        settings = InversionSettings(objective="cosine", optimizer="adam", lr=c.lr, iterations=budget or c.iterations,
-                                     schedule="step", signed=True, boxed=True, restarts=c.restarts,
-                                     init_mean=c.init_mean, init_std=c.init_std)
+        settings = InversionSettings.from_config(c, budget, objective="cosine", optimizer="adam", schedule="step",
+                                                 signed=True, boxed=True)
         return invert(view, update, settings, labels=labels,
                       priors=[(bn, c.bn), (TotalVariation(device=self.device), c.tv)])
 

@@ -7,7 +7,7 @@ priors), ``analytic`` (exact attacks), ``active`` (malicious-server attacks), ``
 
 from __future__ import annotations
 
-from gradleak import hookimpl
+from gradleak import hookimpl, register_all
 
 from . import active, analytic, cases, metrics, mlp, optimization
 from .modality import Image
@@ -20,23 +20,19 @@ def register_modalities(register):
 
 @hookimpl
 def register_cases(register):
-    for cls in (*cases.CASES, *mlp.CASES):
-        register(cls)
+    register_all(register, cases.CASES, mlp.CASES)
 
 
 @hookimpl
 def register_attacks(register):
-    for cls in (*optimization.ATTACKS, *analytic.ATTACKS, *active.ATTACKS):
-        register(cls)
+    register_all(register, optimization.ATTACKS, analytic.ATTACKS, active.ATTACKS)
 
 
 @hookimpl
 def register_priors(register):
-    for cls in optimization.PRIORS:
-        register(cls)
+    register_all(register, optimization.PRIORS)
 
 
 @hookimpl
 def register_metrics(register):
-    for cls in metrics.METRICS:
-        register(cls)
+    register_all(register, metrics.METRICS)

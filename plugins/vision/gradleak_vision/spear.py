@@ -11,6 +11,7 @@ from torch import nn
 
 from gradleak import (Attack, AttackerView, AttackFailed, Batch, ConfigError, IncompatibleError, Reconstruction,
                       Update, param)
+from gradleak.config import require_count
 
 from .exact import images, input_layer, labels_from_inputs, layer_gradients
 
@@ -31,9 +32,7 @@ class SpearConfig:
                           "gradient cancelling by chance); a selection with more is refused")
 
     def validate(self, owner: str) -> None:
-        for key in ("samples", "chunk"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"{owner}: {key} must be >= 1, got {getattr(self, key)}")
+        require_count(self, owner, "samples", "chunk")
         for key in ("tau", "zero_tol", "rank_tol", "cond_tol"):
             if not 0 < getattr(self, key) < 1:
                 raise ConfigError(f"{owner}: {key} must be in (0, 1), got {getattr(self, key)}")
