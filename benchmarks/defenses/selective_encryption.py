@@ -39,7 +39,7 @@ from gradleak.builtin.encryption import SelectiveEncryption  # noqa: E402
 from gradleak.components import ClientContext  # noqa: E402
 from gradleak.config import make_config  # noqa: E402
 from gradleak.device import generator  # noqa: E402
-from gradleak.errors import UsageError  # noqa: E402
+from gradleak.errors import AttackFailed, UsageError  # noqa: E402
 from gradleak.fl.client import client_update  # noqa: E402
 from gradleak.runner import plan  # noqa: E402
 
@@ -132,7 +132,7 @@ def main() -> None:
         except UsageError as err:  # a metric that does not apply to this case's data
             row = {"case": args.case, "attack": args.attack, "defenses": [spec], "index": 0,
                    "budget": args.budget, "error": f"{type(err).__name__}: {err}"}
-        except (IndexError, RuntimeError) as err:  # the attack itself broke on what the server can see
+        except (AttackFailed, IndexError, RuntimeError) as err:  # the attack reports it cannot work on what is clear
             row = {"case": args.case, "attack": args.attack, "defenses": [spec], "index": 0,
                    "budget": args.budget, "error": f"attack failed, {type(err).__name__}: {err}"}
         payload["privacy"].append(row | extra)

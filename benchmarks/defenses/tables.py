@@ -128,5 +128,5 @@ if __name__ == "__main__":
     censor_utility("censor_utility.json", "censor_utility_seed1.json", "censor_utility_seed2.json",
                    "censor_utility_every_round.json")
     encryption("selective_encryption_image.json")
-    encryption("selective_encryption_text.json", "selective_encryption_text_naive_check.json")
+    encryption("selective_encryption_text.json")
     overhead("selective_encryption_overhead.json")
