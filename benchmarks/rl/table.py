@@ -1,6 +1,10 @@
 """Markdown tables of ``benchmarks/rl/results/rgia-*.json``: RGIA vs rl-dlg on every metric, and the goals.
 
-    python benchmarks/rl/table.py benchmarks/rl/results/rgia-classic.json benchmarks/rl/results/rgia-driving.json
+    python benchmarks/rl/table.py benchmarks/rl/results/rgia-classic.json benchmarks/rl/results/rgia-driving.json \
+        benchmarks/rl/results/rgia-b4-*.json
+
+A run of a later file replaces the run of an earlier file with the same case, batch, protocol, attack and seed
+(reruns with newer code); the ``from`` column names the file each row comes from (``rgia-<tag>.json``).
 """
 
 from __future__ import annotations
@@ -20,13 +24,13 @@ def fmt(v: float) -> str:
 
 
 def table(runs: list[dict]) -> str:
-    lines = ["| case | batch | protocol | attack | " + " | ".join(METRICS) + " | s/run |",
-             "|" + "---|" * (len(METRICS) + 5)]
+    lines = ["| case | batch | protocol | attack | " + " | ".join(METRICS) + " | s/run | from |",
+             "|" + "---|" * (len(METRICS) + 6)]
     key = lambda r: (r["case"], r["batch_size"], r["protocol"], r["attack"])  # noqa: E731
     for r in sorted(runs, key=key):
         cells = [fmt(r["metrics"][m]) for m in METRICS] if r["status"] == "ok" else [r["status"]] * len(METRICS)
         lines.append(f'| {r["case"]} | {r["batch_size"]} | {r["protocol"]} | {r["attack"]} | ' + " | ".join(cells)
-                     + f' | {r.get("seconds", r.get("wall_seconds", ""))} |')
+                     + f' | {r.get("seconds", r.get("wall_seconds", ""))} | {r.get("source", "")} |')
     return "\n".join(lines)
 
 
@@ -47,10 +51,18 @@ def goals(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def load(paths: list[str]) -> list[dict]:
+    """The runs of ``paths`` in order; a later file's run replaces an earlier one with the same key."""
+    runs: dict[tuple, dict] = {}
+    for path in paths:
+        tag = Path(path).stem.removeprefix("rgia-")
+        for r in json.loads(Path(path).read_text())["runs"]:
+            runs[(r["case"], r["batch_size"], r["protocol"], r["attack"], r["seed"])] = {**r, "source": tag}
+    return list(runs.values())
+
+
 def main() -> None:
-    runs: list[dict] = []
-    for path in sys.argv[1:]:
-        runs += json.loads(Path(path).read_text())["runs"]
+    runs = load(sys.argv[1:])
     print("### Goals at batch 4\n\n" + goals(runs) + "\n\n### Every run\n\n" + table(runs))
 
 

@@ -119,10 +119,16 @@ def rollout(info: EnvInfo, steps: int, seed: int, dtype: torch.dtype = torch.flo
     """``steps`` transitions of a uniformly random policy, episodes concatenated in order (resets at ends).
 
     ``done`` is Gymnasium's ``terminated`` (a time-limit truncation still bootstraps, as in SB3's DQN).
+    Deterministic in ``seed``: highway-env builds a new, unseeded action space at every reset, so a space that
+    a reset replaced is seeded again (classic control keeps its space, seeded once).
     """
     env = make_env(info.env_id, info.kwargs)
     env.action_space.seed(seed)
+    seeded = env.action_space
     obs, _ = env.reset(seed=seed)
+    if env.action_space is not seeded:
+        env.action_space.seed(seed)
+        seeded = env.action_space
     rows: list[tuple] = []
     episode = 0
     L = info.layout
@@ -141,6 +147,9 @@ def rollout(info: EnvInfo, steps: int, seed: int, dtype: torch.dtype = torch.flo
         if terminated or truncated:
             episode += 1
             obs, _ = env.reset(seed=seed + 7919 * episode)
+            if env.action_space is not seeded:
+                env.action_space.seed(seed + 7919 * episode)
+                seeded = env.action_space
     env.close()
     s, a, r, s2, d = (np.stack([row[i] for row in rows]) for i in range(5))
     t = lambda v: torch.as_tensor(np.asarray(v, dtype=np.float64), dtype=dtype)  # noqa: E731

@@ -26,9 +26,10 @@ class TransitionSpace(SearchSpace):
     ``s = center + scale * z_s`` (likewise ``s'`` and ``r``); discrete actions are ``softmax(z_a)`` over the
     allowed actions (``action_mask``, e.g. those the last layer shows present), or fixed one-hot rows when
     ``fixed_actions`` is given; continuous actions are ``high * tanh(z_a)``; ``done = sigmoid(z_done)``.
-    With ``anchor`` (a function ``(s, a) -> (s', r)``, e.g. the attacker's dynamics and reward), next states and
-    rewards are parameterised as residuals from it, ``s' = f(s, a) + scale * z_s'`` and ``r = r(s, a) + r_scale *
-    z_r``, starting at zero: the same search space, conditioned so that a dynamics prior acts on ``z_s'`` alone.
+    With ``anchor`` (a function ``(s, a) -> (s', r[, done])``, e.g. the attacker's dynamics and reward), next
+    states and rewards are parameterised as residuals from it, ``s' = f(s, a) + scale * z_s'`` and
+    ``r = r(s, a) + r_scale * z_r``, starting at zero: the same search space, conditioned so that a dynamics prior
+    acts on ``z_s'`` alone; ``encode`` inverts ``decode`` and ``project`` moves candidates onto the anchor.
     ``angle_pairs`` lists ``(cos, sin)`` observation dimensions, normalised onto the unit circle; with
     ``mixed_init`` every second restart starts its states at N(0, 1) in observation units instead of ``center``.
     """
@@ -62,10 +63,48 @@ class TransitionSpace(SearchSpace):
         return z
 
     def project(self, z: torch.Tensor) -> None:
-        """In place: move candidates onto the anchor (``s' = f(s, a)``, ``r = r(s, a)``); no-op without one."""
+        """In place: move candidates onto the anchor (``s' = f(s, a)``, ``r = r(s, a)`` and, when the anchor gives
+        one, ``done`` = its termination flag); no-op without one."""
+        if self.anchor is None:
+            return
+        L = self.layout
+        z[..., L.s2] = 0.0
+        z[..., L.r] = 0.0
+        out = self.anchor(self._states(z[..., L.s]), self.decode_actions(z[..., L.a]))
+        if len(out) > 2:
+            z[..., L.done] = torch.logit(out[2].to(z.dtype).clamp(1e-3, 1 - 1e-3))
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """A ``z`` that decodes to packed transitions ``x`` (up to the unit-circle normalisation, fixed actions and
+        clamping of saturated actions and ``done``): the inverse of :meth:`decode`, used to carry a candidate
+        from one search space to another."""
+        L = self.layout
+        s, a, r, s2, done = L.split(x)
+        center = self.center if self.center is not None else torch.zeros_like(s[..., :1])
+        scale = self.scale if self.scale is not None else 1.0
+        zs = (s - center) / scale
+        if L.discrete:
+            za = a.clamp_min(1e-6).log()
+        else:
+            za = torch.atanh((a / self.action_high).clamp(-1 + 1e-6, 1 - 1e-6))
         if self.anchor is not None:
-            z[..., self.layout.s2] = 0.0
-            z[..., self.layout.r] = 0.0
+            sd = self._states(zs)
+            f, r_f = self.anchor(sd, self.decode_actions(za))[:2]
+            zr, zs2 = (r - r_f) / self.r_scale, (s2 - f) / scale
+        else:
+            zr, zs2 = (r - self.r_center) / self.r_scale, (s2 - center) / scale
+        zd = torch.logit(done.clamp(1e-6, 1 - 1e-6))
+        return L.pack(zs, za, zr, zs2, zd)
+
+    def decode_actions(self, za: torch.Tensor) -> torch.Tensor:
+        """The actions that ``za`` (the action part of ``z``) decodes to."""
+        L = self.layout
+        if L.discrete:
+            if self.fixed_actions is not None:
+                return torch.nn.functional.one_hot(self.fixed_actions, L.action_dim).to(za.dtype).expand_as(za)
+            logits = za if self.action_mask is None else za.masked_fill(~self.action_mask, float("-inf"))
+            return logits.softmax(-1)
+        return self.action_high * torch.tanh(za)
 
     def _states(self, z: torch.Tensor) -> torch.Tensor:
         s = z if self.center is None else self.center + self.scale * z
@@ -80,17 +119,10 @@ class TransitionSpace(SearchSpace):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         L = self.layout
         zs, za, zr, zs2, zd = L.split(z)
-        if L.discrete:
-            if self.fixed_actions is not None:
-                a = torch.nn.functional.one_hot(self.fixed_actions, L.action_dim).to(z.dtype).expand_as(za)
-            else:
-                logits = za if self.action_mask is None else za.masked_fill(~self.action_mask, float("-inf"))
-                a = logits.softmax(-1)
-        else:
-            a = self.action_high * torch.tanh(za)
+        a = self.decode_actions(za)
         s = self._states(zs)
         if self.anchor is not None:
-            f, r_f = self.anchor(s, a)
+            f, r_f = self.anchor(s, a)[:2]
             scale = self.scale if self.scale is not None else 1.0
             return L.pack(s, a, r_f + self.r_scale * zr, f + scale * zs2, torch.sigmoid(zd))
         r = self.r_center + self.r_scale * zr

@@ -85,3 +85,12 @@ def test_highway_case_rolls_out_kinematics_observations():
     assert data.data.s.shape == (6, 25) and data.data.a.shape == (6, 5)
     model = case.build_model(torch.Generator().manual_seed(0))
     assert torch.isfinite(case.loss(case.forward(model, data), None))
+
+
+def test_highway_rollouts_are_reproducible():
+    """highway-env replaces its action space at every reset; the rollout reseeds it, so one seed is one batch."""
+    pytest.importorskip("highway_env")
+    from gradleak_rl.envs import env_info, rollout
+
+    a, b = (rollout(env_info("highway-fast-v0"), 6, 0) for _ in range(2))
+    assert torch.equal(a.packed(), b.packed())

@@ -86,3 +86,30 @@ def test_search_space_keeps_angle_pairs_on_the_circle_and_mixes_starts():
     assert abs(float(thd[0::2].mean()) - 5) < 1 and abs(float(thd[0::2].std()) - 10) < 1  # rollout statistics
     plain = TransitionSpace(layout, "Pendulum-v1", center=center, scale=scale)
     assert not torch.allclose(plain.decode(z)[..., :2].norm(dim=-1), torch.ones(()), atol=1e-3)
+
+
+def test_encode_carries_a_candidate_between_spaces_and_project_puts_it_on_the_dynamics():
+    """RGIA's match-first restarts: a candidate of the baseline's space is carried into RGIA's residual space
+    unchanged (``encode`` inverts ``decode``), then ``project`` sets ``s' = f(s, a)``, ``r = r(s, a)`` and
+    ``done`` to the anchor's termination flag."""
+    from gradleak_rl.dynamics import step
+
+    layout = Layout(3, 1, False)
+    center, scale = torch.tensor([-0.4, 0.0, 0.05], dtype=torch.float64), torch.tensor([0.6, 0.7, 3.4],
+                                                                                       dtype=torch.float64)
+    anchor = lambda s, a: (step("pendulum", s, a)[0], step("pendulum", s, a)[1],  # noqa: E731
+                           torch.ones_like(s[..., 0]))
+    rgia = TransitionSpace(layout, "Pendulum-v1", action_high=2.0, center=center, scale=scale, anchor=anchor,
+                           angle_pairs=((0, 1),))
+    base = TransitionSpace(layout, "Pendulum-v1", action_high=2.0)
+    x = base.decode(base.init(3, 4, torch.Generator().manual_seed(0)).double())
+    th = torch.atan2(x[..., 1], x[..., 0])
+    x[..., 0], x[..., 1] = torch.cos(th), torch.sin(th)  # a real observation, on the circle
+    z = rgia.encode(x)
+    assert torch.allclose(rgia.decode(z), x, atol=1e-5)
+    rgia.project(z)
+    y = rgia.decode(z)
+    s, a, r, s2, done = layout.split(y)
+    f, rf, _ = step("pendulum", s, a)
+    assert torch.allclose(s, x[..., layout.s]) and torch.allclose(s2, f) and torch.allclose(r, rf)
+    assert bool((done > 0.99).all())
