@@ -13,17 +13,48 @@ NeurIPS 2024 (insait-institute/dager-gradient-inversion).
    decoders (GPT-2) extend prefixes left to right, since causal attention fixes a prefix's states;
    encoders (BERT) search each sentence length (a ``[SEP]`` candidate ends a sentence) over the per-position
    candidates: exhaustively when the product is at most ``max_combinations`` (DAGER's enumeration), else by
-   coordinate descent with random restarts (our replacement for DAGER's random sampling of up to 10^7
-   combinations on a GPU). Each position in turn takes the candidate whose own second-layer input lies
-   closest to the span given the rest of the sentence, scored for all candidates at once by
-   :class:`~gradleak_text.span.EncoderSteps` (one token's pass each, not a sentence's). This matters beyond
-   a few sentences: once the batch holds more (token, position) pairs than distinct tokens plus positions,
-   the span contains ``LN(E[v] + P[p])`` for most batch tokens ``v`` at most positions ``p`` (LayerNorm
-   inputs are sums), so the token filter keeps ~all batch tokens everywhere (bert-minilm, 8 sentences: 120
-   per position) and the encoder search has nothing to go on: such a batch (more than ``batch_size``
-   candidates at most positions) is refused with ``AttackFailed("rank")``, like one beyond the width. The
-   search stops once ``batch_size`` distinct sentences passed the check; a length whose one-position
-   descent finds nothing falls back to coordinate descent on the whole sentence's mean distance.
+   a chain beam search (our replacement for DAGER's random sampling of up to 10^7 combinations on a GPU).
+   It rests on a measured property of layer 1 of the pretrained MiniLM: the second-layer input at position
+   ``p`` hangs mostly on the tokens at ``p - 1`` and ``p`` (changing the token at ``p`` moves position ``p``
+   by ~0.17 and ``p + 1`` by ~0.15 in relative span distance, every other position by ~0.015), so a beam of
+   partial sentences scored by their positions' span distances follows a sentence like a decoder would.
+   Passes alternate left to right and right to left (see :meth:`Dager._chain_start`); a start whose best
+   sentence misses the check is polished (:meth:`Dager._polish`) by single-token moves and, once those
+   stall, by moves of two neighbouring tokens together (a wrong pair that fits each other, which no single
+   move can undo: on bert-minilm batch 4 the one sentence the single moves missed had two adjacent tokens
+   wrong). Moves are ranked by the span distances of the positions they act on (``p, p + 1``; a pair
+   ``p .. p + 2``), one first-layer row per candidate, and only the ``shortlist`` best are scored on the
+   whole sentence's mean distance, which alone decides (scoring every move in full made the first
+   batch of 4 take ~3x as long).
+
+   Where the paper and its code leave a choice open, ours:
+
+   - Several sentences per length: after an exact hit the next start removes that sentence's token from
+     every position that has other candidates (DAGER's ``--l2_filter non-overlap``). We do the same after a
+     near miss, which is nearly always another sentence's chain (true token pairs in the wrong frame); the
+     polish runs over the full candidate lists, so a token dropped that way can come back. A length is
+     given up after ``misses`` starts without a new sentence, or after the first such start once it has
+     given a sentence (two sentences of one length are rarer than one; the extra starts cost the first
+     batch of 4 a fifth of its time). We do not reject false lengths by score: their best starts (mean
+     distance 2e-2 to 1e-1 on bert-minilm batch 4) overlap the true lengths' failed starts.
+   - DAGER's ``--l1_filter maxB`` (keep the ``batch_size`` closest tokens per position) is not used: on
+     MiniLM the true tokens rank up to 13th among the candidates at a position, so it would lose them.
+   - The official code (``utils/filtering_encoder.py``) scores all lengths whose ``[SEP]`` passes, with
+     token types 0 and 1, and takes Q's gradient alone with the rank as the maximum over the first ten
+     layers; we take Q, K and V stacked, token type 0 (our cases have single sentences) and each layer's own
+     numerical rank.
+
+   Once the batch holds more (token, position) pairs than distinct tokens plus positions, the span contains
+   ``LN(E[v] + P[p])`` for most batch tokens ``v`` at most positions ``p`` (LayerNorm inputs are sums: the
+   span of the pairs' inputs has at most distinct tokens + positions + 1 dimensions), so the token filter
+   keeps ~all batch tokens everywhere (bert-minilm, 8 sentences: 120 per position at 33 of 38 positions,
+   ``[SEP]`` among them). This is model-independent; the official code meets it too on BERT-base and has no
+   remedy beyond ``maxB``. The second layer still separates sentences (its span has one dimension per
+   token of the batch, below the width), so such a batch is not beyond DAGER's rank condition, but the
+   encoder search has ~33 candidate lengths of ~120 tokens per position: given the true lengths, a
+   one-directional beam found 2 of the 8 sentences of the first such batch. Such a batch (more than
+   ``batch_size`` candidates at most positions) is refused with ``AttackFailed("rank")`` rather than
+   returning guesses.
 
 Thresholds are relative distances (scale-free) computed in float64; DAGER's own are absolute (1e-5, 1e-3).
 """
@@ -56,13 +87,15 @@ class DagerConfig:
     l1_threshold: float = param(1e-5, "max relative distance of a token's layer-1 input to the span")
     l2_threshold: float = param(1e-3, "max mean relative distance of a sequence's layer-2 inputs to the span")
     max_combinations: int = param(512, "encoders: enumerate every sentence up to this many combinations")
-    restarts: int = param(24, "encoders: coordinate-descent restarts per sentence length (at most)")
-    sweeps: int = param(8, "encoders: coordinate-descent sweeps per restart")
+    restarts: int = param(8, "encoders: random starts per sentence length (at most; one per sentence found)")
+    sweeps: int = param(6, "encoders: beam passes per start (at most)")
+    beam: int = param(8, "encoders: prefixes kept per position in a beam pass")
+    misses: int = param(3, "encoders: random starts without a new sentence before a length is given up")
     max_prefixes: int = param(256, "decoders: keep at most this many live prefixes per position")
 
     def validate(self, owner: str) -> None:
         require_positive(self, owner, "rank_tol", "l1_threshold", "l2_threshold", "max_combinations", "restarts",
-                         "sweeps", "max_prefixes", allow_zero=())
+                         "sweeps", "beam", "misses", "max_prefixes", allow_zero=())
 
 
 class Dager(Attack):
@@ -181,8 +214,6 @@ class Dager(Attack):
         found: dict[tuple[int, ...], float] = {}
         exact: dict[tuple[int, ...], float] = {}
         ends = [e for e in range(2, len(candidates)) if end in candidates[e]]
-        # As many sentence lengths as sentences: each length holds one, so its first exact hit ends its search.
-        one_each = len(ends) >= batch_size
         for e in ends:
             middle = [[t for t in candidates[p] if t not in (start, end, pad)] for p in range(1, e)]
             if any(not m for m in middle):
@@ -194,10 +225,7 @@ class Dager(Attack):
                 combos = torch.tensor(list(itertools.product(*middle)), dtype=torch.long)
                 results = self._score_all(arch, basis2, combos, start, end)
             else:
-                results = self._descend(arch, steps, basis2, middle, start, end, generator, exact)
-                if not any(score < self.config.l2_threshold for _, score in results):
-                    # The one-position steps can stall on long sentences: the mean distance decides instead.
-                    results += self._full_descend(arch, basis2, middle, start, end, generator, one_each)
+                results = self._chain(arch, steps, basis2, middle, start, end, generator)
             for seq, score in results:
                 found[seq] = min(score, found.get(seq, float("inf")))
                 if score < self.config.l2_threshold:
@@ -219,93 +247,176 @@ class Dager(Attack):
         order = scores.argsort()[:64]
         return [((start, *combos[i].tolist(), end), float(scores[i])) for i in order]
 
-    def _descend(self, arch: Architecture, steps: EncoderSteps, basis2: Basis, middle: list[list[int]], start: int,
-                 end: int, generator: torch.Generator, found: dict) -> list[tuple[tuple[int, ...], float]]:
-        """Coordinate descent from random starts in groups of 4 (``restarts`` at most). Later groups are kept
-        away from this length's sentences already found (several sentences can share a length), and a group
-        that adds no new exact sentence ends the search."""
+    def _chain(self, arch: Architecture, steps: EncoderSteps, basis2: Basis, middle: list[list[int]], start: int,
+               end: int, generator: torch.Generator) -> list[tuple[tuple[int, ...], float]]:
+        """One sentence length: beam passes from random starts (``restarts`` at most), each start refined by
+        ``sweeps`` passes. After an exact hit the next start drops that sentence's token from every position
+        with other candidates (DAGER's ``non-overlap`` heuristic), since several sentences can share a length;
+        a start that finds nothing new after a hit, or ``misses`` such starts, end the search of this length."""
         out: list[tuple[tuple[int, ...], float]] = []
-        here: list[tuple[int, ...]] = []
-        for first in range(0, self.config.restarts, 4):
-            results = self._descend_group(arch, steps, basis2, middle, start, end, generator,
-                                          min(4, self.config.restarts - first), here)
+        options = [list(m) for m in middle]
+        misses = 0
+        for _restart in range(self.config.restarts):
+            results = self._chain_start(arch, steps, basis2, options, start, end, generator)
+            if not any(score < self.config.l2_threshold for _, score in results):
+                results.append(self._polish(arch, steps, basis2, middle, min(results, key=lambda r: r[1]), start, end))
             out.extend(results)
-            fresh = {s: score for s, score in results if score < self.config.l2_threshold and s not in found}
-            if not fresh:
-                break
-            found.update(fresh)
-            here.extend(fresh)
+            hit = [s for s, score in results if score < self.config.l2_threshold]
+            if not hit:
+                misses += 1
+                # A second sentence of one length is rarer than the first: once the length gave one, the
+                # first start that finds nothing new ends it.
+                if misses >= self.config.misses or any(score < self.config.l2_threshold for _, score in out):
+                    break
+                # A near miss is mostly another sentence's chain (a consistent run of true token pairs in the
+                # wrong frame): the next start leaves it out like a found sentence.
+                hit = [min(results, key=lambda r: r[1])[0]]
+            for p, o in enumerate(options):
+                if len(o) > 1 and hit[0][p + 1] in o:
+                    o.remove(hit[0][p + 1])
         return out
 
-    def _descend_group(self, arch, steps, basis2, middle, start, end, generator, R, avoid):
-        """Gauss-Seidel sweeps: each position in turn takes the candidate whose own second-layer input lies
-        closest to the span, the rest of the sentence fixed (:meth:`EncoderSteps.at`); the true sentence is a
-        fixed point (every position at distance ~0). Stops when a sweep changes nothing.
+    def _chain_start(self, arch, steps, basis2, middle, start, end, generator):
+        """Beam passes over one sentence length, alternately left to right and right to left.
 
-        ``avoid``: found sentences; a restart agreeing with one on ``distinct`` of the other positions may not
-        take its token (DAGER's ``distinct_thresh`` notion of one sentence), so it cannot fall back into it."""
+        The second-layer input at position ``p`` hangs mostly on the tokens at ``p - 1`` and ``p`` (layer 1 of
+        a pretrained BERT has previous-token heads; any other token moves it ~10x less), so the sentence is
+        followed as a chain: a beam of ``beam`` partial sentences, scored by the summed span distances of the
+        positions their chosen tokens fix. Left to right, choosing ``p`` scores position ``p`` (its previous
+        token is chosen); right to left, it scores ``p + 1`` (both its tokens are chosen), which undoes a wrong
+        pair that fitted the previous pass's right-hand tokens. Unchosen positions keep the previous pass's
+        tokens (a random draw at first). Stops when the best full sentence passes the check or two passes in a
+        row did not improve it."""
         device = arch.word.device
+        W = self.config.beam
         options = [torch.tensor(m, dtype=torch.long, device=device) for m in middle]
         with torch.no_grad():
             inputs = [arch.ln(arch.word[o] + arch.position[p + 1]) for p, o in enumerate(options)]
-        pick = [o[torch.randint(len(o), (R,), generator=generator, device=generator.device).to(device)]
-                for o in options]
-        cur = torch.stack([torch.full((R,), start, device=device), *pick, torch.full((R,), end, device=device)], 1)
-        avoid_t = torch.tensor(avoid, dtype=torch.long, device=device).view(-1, cur.shape[1])
-        inner = len(options)
-        for _sweep in range(self.config.sweeps):
-            changed = False
-            for p in torch.randperm(inner, generator=generator, device=generator.device).tolist():
-                if len(options[p]) == 1:
-                    continue
-                dist = span_distance(basis2, steps.at(steps.inputs(cur), p + 1, inputs[p]))
-                for a in avoid_t:
-                    same = (cur[:, 1:-1] == a[1:-1]).sum(1) - (cur[:, p + 1] == a[p + 1]).long()
-                    close = (same >= _DISTINCT * (inner - 1)).to(dist.device)
-                    dist[close.unsqueeze(1) & (options[p] == a[p + 1]).to(dist.device).unsqueeze(0)] = float("inf")
-                new = options[p][dist.argmin(1).to(device)]
-                changed = changed or bool((new != cur[:, p + 1]).any())
-                cur[:, p + 1] = new
-            if not changed:
-                break
-        best = self._scores(arch, basis2, cur[:, 1:-1].cpu(), start, end)
-        return [(tuple(cur[r].tolist()), float(best[r])) for r in range(R)]
-
-    def _full_descend(self, arch, basis2, middle: list[list[int]], start: int, end: int,
-                      generator: torch.Generator, stop_at_first: bool) -> list[tuple[tuple[int, ...], float]]:
-        """Coordinate descent on the mean second-layer distance of whole sentences, groups of 4 restarts."""
-        out: list[tuple[tuple[int, ...], float]] = []
-        for first in range(0, self.config.restarts, 4):
-            results = self._full_group(arch, basis2, middle, start, end, generator,
-                                       min(4, self.config.restarts - first))
-            out.extend(results)
-            if stop_at_first and any(score < self.config.l2_threshold for _, score in results):
-                break
-        return out
-
-    def _full_group(self, arch, basis2, middle, start, end, generator, R):
-        options = [torch.tensor(m, dtype=torch.long) for m in middle]
-        cur = torch.stack([o[torch.randint(len(o), (R,), generator=generator, device=generator.device).cpu()]
-                           for o in options], 1)
-        best = self._scores(arch, basis2, cur, start, end)
-        for _sweep in range(10):
-            changed = False
-            for p in torch.randperm(len(options), generator=generator, device=generator.device).tolist():
+        pick = [o[int(torch.randint(len(o), (1,), generator=generator, device=generator.device))] for o in options]
+        background = torch.stack([torch.tensor(start, device=device), *pick, torch.tensor(end, device=device)])
+        best_score, stale, results = float("inf"), 0, []
+        for sweep in range(self.config.sweeps):
+            forward = sweep % 2 == 0
+            beams = background.unsqueeze(0).clone()
+            total = torch.zeros(1, dtype=torch.float64)
+            order = range(len(options)) if forward else range(len(options) - 1, -1, -1)
+            for p in order:
                 o = options[p]
                 if len(o) == 1:
+                    beams[:, p + 1] = o[0]
                     continue
-                trial = cur.repeat_interleave(len(o), 0)
-                trial[:, p] = o.repeat(R)
-                s = self._scores(arch, basis2, trial, start, end).view(R, len(o))
-                val, arg = s.min(1)
-                better = val < best - 1e-12
-                if bool(better.any()):
-                    changed = True
-                    cur[better, p] = o[arg[better]]
-                    best = torch.where(better, val, best)
-            if not changed or bool((best < self.config.l2_threshold).any()):
+                row = p + 1 if forward else p + 2
+                y = steps.at_row(steps.inputs(beams), p + 1, inputs[p], row)
+                flat = (total.unsqueeze(1) + span_distance(basis2, y).cpu()).flatten()
+                keep = flat.argsort()[:W]
+                beams = beams[(keep // len(o)).to(device)].clone()
+                beams[:, p + 1] = o[(keep % len(o)).to(device)]
+                total = flat[keep]
+            scores = self._scores(arch, basis2, beams[:, 1:-1].cpu(), start, end)
+            results.extend((tuple(b.tolist()), float(sc)) for b, sc in zip(beams, scores))
+            i = int(scores.argmin())
+            if float(scores[i]) < self.config.l2_threshold:
                 break
-        return [((start, *cur[r].tolist(), end), float(best[r])) for r in range(R)]
+            if float(scores[i]) < best_score * (1 - 1e-6):
+                best_score, background, stale = float(scores[i]), beams[i], 0
+            else:
+                stale += 1
+                if stale >= 2:
+                    break
+        return results
+
+    def _polish(self, arch, steps, basis2, middle, best, start, end, sweeps: int = 3, shortlist: int = 4,
+                pair_width: int = 8):
+        """Local moves over the full candidate lists (a start may have dropped a token it needs): the chain's
+        near misses are mostly a token or two off, sometimes two neighbours together (a wrong pair that fits
+        each other). A move of the token at ``p`` is ranked by the second layer's span distance at ``p`` and
+        ``p + 1`` (where it acts; every other position moves ~10x less), a move of the pair at ``p, p + 1`` by
+        the distances at ``p .. p + 2``; the ``shortlist`` best moves are then scored on the whole sentence's
+        mean distance and the best is kept if it improves it. Only moves that lower the local distances are scored
+        in full; pair moves run once single moves stall; ``sweeps`` bounds the passes."""
+        device = arch.word.device
+        seq, score = best
+        cur = torch.tensor(seq, dtype=torch.long, device=device)
+        opts = [torch.tensor(m, dtype=torch.long, device=device) for m in middle]
+        with torch.no_grad():
+            inputs = [arch.ln(arch.word[o] + arch.position[p + 1]) for p, o in enumerate(opts)]
+
+        def improves(trials: torch.Tensor) -> bool:
+            """Move to the best of ``trials`` by the whole sentence's score if it beats the current one."""
+            nonlocal cur, score
+            s = self._scores(arch, basis2, trials[:, 1:-1].cpu(), start, end)
+            i = int(s.argmin())
+            if float(s[i]) < score - 1e-12:
+                score, cur = float(s[i]), trials[i].clone()
+                return True
+            return False
+
+        def single() -> bool:
+            changed = False
+            for p, o in enumerate(opts):
+                if len(o) == 1:
+                    continue
+                x = steps.inputs(cur.unsqueeze(0))
+                local = (span_distance(basis2, steps.at(x, p + 1, inputs[p])) +
+                         span_distance(basis2, steps.at_row(x, p + 1, inputs[p], p + 2)))[0].cpu()
+                now = float(local[int((o == cur[p + 1]).nonzero()[0])])
+                order = [int(i) for i in local.argsort() if float(local[i]) < now - 1e-12][:shortlist]
+                if not order:
+                    continue
+                trials = cur.repeat(len(order), 1)
+                trials[:, p + 1] = o[torch.tensor(order, device=device)]
+                if improves(trials):
+                    changed = True
+                    if score < self.config.l2_threshold:
+                        return True
+            return changed
+
+        def pairs() -> bool:
+            changed = False
+            for p in range(len(opts) - 1):
+                a, b = opts[p], opts[p + 1]
+                if len(a) == 1 or len(b) == 1:
+                    continue  # a single move covers it
+                i, j = p + 1, p + 2
+                x = steps.inputs(cur.unsqueeze(0))
+                # Row i hangs on the token at i (b moves it ~10x less), row j + 1 on the token at j: each
+                # shortlists its token alone; row j, which needs both, is scored on the shortlists' grid.
+                d_i = span_distance(basis2, steps.at(x, i, inputs[p]))[0]
+                d_k = span_distance(basis2, steps.at_row(x, j, inputs[p + 1], j + 1))[0]
+                ai, bi = _shortlist(d_i, a, cur[i], pair_width), _shortlist(d_k, b, cur[j], pair_width)
+                grid = cur.repeat(len(ai), 1)
+                grid[:, i] = a[ai]
+                d_j = span_distance(basis2, steps.at(steps.inputs(grid), j, inputs[p + 1][bi]))
+                local = (d_i[ai].unsqueeze(1) + d_j + d_k[bi].unsqueeze(0)).cpu()
+                now = float(local[0, 0])  # the shortlists start with the current tokens
+                flat = local.flatten()
+                order = flat.argsort()[:shortlist]
+                order = order[flat[order] < now - 1e-12]
+                if order.numel() == 0:
+                    continue
+                trials = cur.repeat(len(order), 1)
+                trials[:, i] = a[ai[(order // len(bi)).to(device)]]
+                trials[:, j] = b[bi[(order % len(bi)).to(device)]]
+                if improves(trials):
+                    changed = True
+                    if score < self.config.l2_threshold:
+                        return True
+            return changed
+
+        thr = self.config.l2_threshold
+        for _round in range(sweeps):
+            if single():
+                continue
+            if score < thr or not pairs():
+                break
+        return tuple(cur.tolist()), score
+
+
+def _shortlist(dist: torch.Tensor, options: torch.Tensor, current: torch.Tensor, width: int) -> torch.Tensor:
+    """Indices into ``options``: the current token's first, then the ``width`` closest others."""
+    now = int((options == current).nonzero()[0])
+    rest = [int(i) for i in dist.argsort() if int(i) != now][:width]
+    return torch.tensor([now, *rest], dtype=torch.long, device=options.device)
 
 
 def _template(view: AttackerView) -> TextData:

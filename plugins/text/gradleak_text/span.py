@@ -257,3 +257,28 @@ class EncoderSteps:
             residual = candidates.unsqueeze(0).expand(R, k, d)
             h = self.layer.attention.output(out.reshape(R, k, d), residual)
             return self.layer.output(self.layer.intermediate(h), h)
+
+    def at_row(self, x: torch.Tensor, position: int, candidates: torch.Tensor, row: int) -> torch.Tensor:
+        """Like :meth:`at`, but the second layer's inputs ``(R, k, d)`` at another position ``row``: its query and
+        residual stay, the key and value at ``position`` change with each candidate."""
+        if row == position:
+            return self.at(x, position, candidates)
+        with torch.no_grad():
+            attn = self.layer.attention.self
+            R, L, d = x.shape
+            k, H, hd = candidates.shape[0], self.heads, self.head_size
+            keys, values = attn.key(x).view(R, L, H, hd), attn.value(x).view(R, L, H, hd)
+            q = attn.query(x[:, row]).view(R, H, hd)
+            kc, vc = attn.key(candidates).view(k, H, hd), attn.value(candidates).view(k, H, hd)
+            base = torch.einsum("rhd,rlhd->rhl", q, keys) * self.scaling
+            scores = base.unsqueeze(1).expand(R, k, H, L).clone()
+            scores[..., position] = torch.einsum("rhd,khd->rkh", q, kc) * self.scaling
+            weights = scores.softmax(-1)
+            own = weights[..., position].unsqueeze(-1)  # (R, k, H, 1)
+            weights = weights.clone()
+            weights[..., position] = 0
+            out = torch.einsum("rkhl,rlhd->rkhd", weights, values) + own * vc.unsqueeze(0)
+            residual = x[:, row].unsqueeze(1).expand(R, k, d)
+            h = self.layer.attention.output(out.reshape(R, k, d), residual)
+            return self.layer.output(self.layer.intermediate(h), h)
+
