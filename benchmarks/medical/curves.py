@@ -44,12 +44,11 @@ import torch
 
 import gradleak
 from gradleak.device import generator
-from gradleak.fl.client import client_update
 from gradleak.matching import match_order
 from gradleak.registry import registry
 from gradleak.runner import plan
-from gradleak.view import AttackerView
-from gradleak_medical.latent import PerturbedClassifier, accuracy
+from gradleak_medical.federation import attack_update, train_fedsgd
+from gradleak_medical.latent import PerturbedClassifier, accuracy, latent_std
 
 CASE = "medical/cnn-patches"
 ATTACK = "inverting-gradients"
@@ -85,16 +84,8 @@ def run_setting(spec: str, args: argparse.Namespace) -> dict[str, Any]:
     model = p.case.build_model(gen)
     model.eval()
     data, public = p.case.load_data(None), p.case.public_data()
-    opt = torch.optim.Adam(model.parameters(), lr=args.train_lr)
-    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(args.seed))
     start = time.perf_counter()
-    for r in range(args.rounds):
-        part = p.modality.select(data, order[torch.arange(r * args.train_batch, (r + 1) * args.train_batch) % len(data)])
-        _, _, sent = client_update(model, p.case, p.modality, part, p.defenses, gen)
-        opt.zero_grad()
-        for name, param in model.named_parameters():
-            param.grad = sent.tensors[name].detach().clone()
-        opt.step()
+    train_fedsgd(p, model, data, args.rounds, args.train_batch, args.train_lr, gen, args.seed)
     train_seconds = time.perf_counter() - start
     torch.manual_seed(args.seed)  # the latent noise of the accuracy draws
     utility, utility_clean = client_accuracy(model, defense, public, args.noise_draws)
@@ -105,6 +96,8 @@ def run_setting(spec: str, args: argparse.Namespace) -> dict[str, Any]:
     if getattr(defense, "sigma", None) is not None:
         extra["latent_sigma_mean"] = float(defense.sigma.mean())
         extra["latent_sigma_median"] = float(defense.sigma.median())
+        extra["latent_code_std"] = latent_std(model, data)  # the code's spread that sigma competes with
+        extra["latent_rounds"] = defense.rounds  # models on which sigma and the decoder were (re)learned
 
     # One patch per class: the first private patch of each label.
     labels = data.labels
@@ -114,13 +107,8 @@ def run_setting(spec: str, args: argparse.Namespace) -> dict[str, Any]:
     start = time.perf_counter()
     for i, index in enumerate(picks):
         truth = p.modality.select(data, torch.tensor([index]))
-        view = AttackerView(model=model, loss=p.case.loss, forward=p.case.forward, modality=p.modality,
-                            threat=p.case.threat_model, sample_shape=tuple(truth.data.shape[1:]),
-                            num_classes=p.case.num_classes, batch_size=1, generator=generator(cpu, 1000 + i),
-                            protocol=p.case.protocol, labels=truth.labels)
-        trained_on, clean, sent = client_update(model, p.case, p.modality, truth, p.defenses, gen)
-        torch.manual_seed(1000 + i)
-        rec = p.attack.reconstruct(sent, view, args.iterations).batch
+        _, reconstruction = attack_update(p, model, truth, gen, args.iterations, attack_seed=1000 + i)
+        rec = reconstruction.batch
         rec = p.modality.select(rec, match_order(p.modality.pairwise_cost(rec, truth)))
         row = {"index": index, "label": int(truth.labels[0])}
         row.update({name: float(fn(rec, truth).mean()) for name, fn in metric_fns.items()})
@@ -263,6 +251,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smoke test: 30 rounds, 2 patches, 50 iterations")
     ap.add_argument("--summarize", action="store_true", help="merge results/curves-seed*.json into results/curves.json")
     ap.add_argument("--out", type=Path, default=None, help="default: results/curves-seed<N>.json")
+    ap.add_argument("--reuse", type=Path, default=None,
+                    help="folder of earlier curves-seed<N>.json: rows of specs not run (--only) are copied from it")
     args = ap.parse_args()
     if args.summarize:
         out = args.out or RESULTS / "curves.json"
@@ -285,6 +275,12 @@ def main() -> None:
         "machine": {"torch": torch.__version__, "gradleak": gradleak.__version__, "python": platform.python_version(),
                     "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "load_average": os.getloadavg()},
         "rows": [], "comparison": []}
+    if args.reuse is not None:  # rows of specs whose code did not change, from an earlier run at the same seed
+        old = json.loads((args.reuse / f"curves-seed{args.seed}.json").read_text())
+        reused = [r for r in old["rows"] if r["spec"] not in specs]
+        payload["rows"] = reused
+        payload["scale"]["reused_rows"] = {"from": str(args.reuse / f"curves-seed{args.seed}.json"),
+                                           "specs": [r["spec"] for r in reused]}
     start = time.perf_counter()
     for spec in specs:
         row = run_setting(spec, args)
