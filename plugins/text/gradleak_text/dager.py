@@ -115,8 +115,9 @@ class Dager(Attack):
         if basis1.rank == 0:
             raise AttackFailed("rank", "the first attention layer's gradient is zero")
         if basis1.rank >= limit:
-            raise AttackFailed("rank", f"the batch holds at least {basis1.rank} distinct tokens, too many for the "
-                                       f"width {arch.width} (limit {limit}); use smaller batches")
+            raise AttackFailed("rank", f"the first layer's gradient has rank {basis1.rank}, at or above the limit "
+                                       f"{limit} of width {arch.width}: the batch holds too many distinct tokens, "
+                                       "or a defense added noise to the gradient; use smaller batches")
         basis2 = input_span(arch.gradient(update, 1), c.rank_tol)
         candidates = self._token_candidates(arch, basis1)
         if not candidates or not candidates[0]:
