@@ -294,14 +294,10 @@ def _attack_batch(p: Plan, truth: Batch, seed: int, k: int, progress: Progress |
     _pretrain(p, model, gen)
     threat = p.case.threat_model
     protocol = p.case.protocol
-    view = AttackerView(
-        model=model, loss=p.case.loss, forward=p.case.forward, modality=p.modality, threat=threat,
-        sample_shape=_sample_shape(truth), num_classes=p.case.num_classes, batch_size=len(truth),
+    view = AttackerView.granted(
+        p.case, p.modality, model, batch_size=len(truth), sample_shape=_sample_shape(truth),
         # The attacker's own randomness: a defense's random draws must not move the attack's starting point.
-        generator=generator(p.device, (seed * 1_000_003 + k) ^ 0x5DEECE66D),
-        protocol=protocol if threat.hyperparams else None,
-        labels=truth.labels if threat.labels else None,
-        surrogate=p.case.public_data() if threat.surrogate else None,
+        generator=generator(p.device, (seed * 1_000_003 + k) ^ 0x5DEECE66D), labels=truth.labels,
         progress=(lambda step, total, obj: progress(k, step, total, obj)) if progress else None,
     )
     if p.attack.active:

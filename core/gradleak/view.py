@@ -12,7 +12,7 @@ from .fl.protocol import Protocol, ThreatModel
 from .types import Batch
 
 if TYPE_CHECKING:
-    from .components import Modality
+    from .components import Case, Modality
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,35 @@ class AttackerView:
     bn_stats: Mapping[str, tuple[torch.Tensor, torch.Tensor]] | None = None
     surrogate: Batch | None = None
     progress: Callable[[int, int, float], None] | None = field(default=None, compare=False)
+
+    @classmethod
+    def granted(
+        cls,
+        case: Case,
+        modality: Modality,
+        model: torch.nn.Module,
+        *,
+        batch_size: int,
+        sample_shape: tuple[int, ...],
+        generator: torch.Generator,
+        labels: torch.Tensor | None = None,
+        progress: Callable[[int, int, float], None] | None = None,
+    ) -> AttackerView:
+        """The view ``case``'s threat model grants on ``model``.
+
+        ``labels`` are the client's true labels; like the protocol and the case's public data they reach the
+        view only where the threat model grants them, so every caller (the runner, the Flower server,
+        benchmarks) hands an attack exactly the same knowledge.
+        """
+        threat = case.threat_model
+        return cls(
+            model=model, loss=case.loss, forward=case.forward, modality=modality, threat=threat,
+            sample_shape=sample_shape, num_classes=case.num_classes, batch_size=batch_size, generator=generator,
+            protocol=case.protocol if threat.hyperparams else None,
+            labels=labels if threat.labels else None,
+            surrogate=case.public_data() if threat.surrogate else None,
+            progress=progress,
+        )
 
     @property
     def device(self) -> torch.device:

@@ -45,11 +45,9 @@ def attack_update(plan: Plan, model: torch.nn.Module, truth: Batch, generator: t
     The attack draws from its own generator seeded with ``attack_seed``, so every defense is attacked from the
     same start.
     """
-    view = AttackerView(model=model, loss=plan.case.loss, forward=plan.case.forward, modality=plan.modality,
-                        threat=plan.case.threat_model, sample_shape=tuple(truth.data.shape[1:]),
-                        num_classes=plan.case.num_classes, batch_size=len(truth),
-                        generator=make_generator(generator.device, attack_seed), protocol=plan.case.protocol,
-                        labels=truth.labels if plan.case.threat_model.labels else None)
+    view = AttackerView.granted(plan.case, plan.modality, model, batch_size=len(truth),
+                                sample_shape=tuple(truth.data.shape[1:]),
+                                generator=make_generator(generator.device, attack_seed), labels=truth.labels)
     _, _, sent = client_update(model, plan.case, plan.modality, truth, plan.defenses, generator)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(attack_seed)

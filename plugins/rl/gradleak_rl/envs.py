@@ -24,8 +24,20 @@ log = logging.getLogger(__name__)
 
 #: Keyword arguments of ``gymnasium.make`` that our cases pass for an id (highway-env's discrete actions).
 ENV_KWARGS: dict[str, dict] = {
-    "intersection-v1": {"config": {"action": {"type": "DiscreteMetaAction", "longitudinal": True,
-                                              "lateral": False}}},
+    "intersection-v1": {"config": {
+        "action": {"type": "DiscreteMetaAction", "longitudinal": True, "lateral": False},
+        # intersection-v1 observes the lane offsets (long_off, lat_off, ang_off) but leaves them out of its
+        # features_range, so they reach the network raw: long_off runs 0-100 m while every other feature
+        # lies in [-1, 1]. We give them ranges (a lane is at most 100 m long; lateral offsets beyond two
+        # lane widths and headings beyond pi are clipped) so that the DQN sees a normalised state, as on
+        # highway-v0 and merge-v0, and state MSEs are comparable across the driving cases.
+        "observation": {"type": "Kinematics", "vehicles_count": 5,
+                        "features": ["presence", "x", "y", "vx", "vy", "long_off", "lat_off", "ang_off"],
+                        "features_range": {"x": [-100, 100], "y": [-100, 100], "vx": [-20, 20],
+                                           "vy": [-20, 20], "long_off": [0, 100], "lat_off": [-8, 8],
+                                           "ang_off": [-np.pi, np.pi]},
+                        "absolute": True, "flatten": False, "observe_intentions": False},
+    }},
 }
 
 

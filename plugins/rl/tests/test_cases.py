@@ -94,3 +94,11 @@ def test_highway_rollouts_are_reproducible():
 
     a, b = (rollout(env_info("highway-fast-v0"), 6, 0) for _ in range(2))
     assert torch.equal(a.packed(), b.packed())
+
+
+def test_intersection_observations_are_normalised():
+    """intersection-v1 leaves its lane offsets raw (0-100 m); the case gives them ranges like every other feature."""
+    pytest.importorskip("highway_env")
+    data = _case("intersection-dqn", rollout=12).load_data(None)
+    states = torch.cat([data.data.s, data.data.s2])
+    assert states.shape[1] == 40 and states.abs().max() <= 1.0

@@ -105,10 +105,8 @@ class AttackingStrategy(Strategy):
 
         p = self.plans[attack]
         model = ndarrays_to_model(copy.deepcopy(self.model), arrays)
-        view = AttackerView(model=model, loss=self.case.loss, forward=self.case.forward, modality=self.modality,
-                            threat=self.case.threat_model, sample_shape=self.sample_shape,
-                            num_classes=self.case.num_classes, batch_size=1, generator=generator(self.device, self.seed),
-                            surrogate=self.case.public_data() if self.case.threat_model.surrogate else None)
+        view = AttackerView.granted(self.case, self.modality, model, batch_size=1, sample_shape=self.sample_shape,
+                                    generator=generator(self.device, self.seed))
         prepared = p.attack.prepare(model, view)
         before = {k: tuple(v.shape) for k, v in model.state_dict().items()}
         after = {k: tuple(v.shape) for k, v in prepared.state_dict().items()}
@@ -193,10 +191,8 @@ class AttackingStrategy(Strategy):
         model.train(protocol.mode == "train")
         for attack_name, p in plans.items():
             gen = generator(self.device, self.seed * 1_000_003 + server_round * 1000 + partition)
-            view = AttackerView(model=model, loss=self.case.loss, forward=self.case.forward, modality=self.modality,
-                                threat=threat, sample_shape=self.sample_shape,
-                                num_classes=self.case.num_classes, batch_size=num_examples, generator=gen,
-                                protocol=protocol if threat.hyperparams else None)
+            view = AttackerView.granted(self.case, self.modality, model, batch_size=num_examples,
+                                        sample_shape=self.sample_shape, generator=gen)
             spec = self._spec(server_round, partition, attack_name, defense)
             key = spec["key"]
             start = time.time()
