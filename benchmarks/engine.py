@@ -29,6 +29,7 @@ import gradleak
 from gradleak.builtin.priors import TotalVariation
 from gradleak.device import generator, resolve_device
 from gradleak.engine import InversionSettings, invert
+from gradleak.engine.functional import native_bf16
 from gradleak.fl.client import client_update
 
 
@@ -96,9 +97,21 @@ def measure(device: str, batch_size: int, restarts: int, sequential: bool, itera
     }
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``): bf16 timings depend on it (AMX and AVX512-BF16 or not)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine(device: str) -> dict:
     info = {"torch": torch.__version__, "gradleak": gradleak.__version__, "python": platform.python_version(),
             "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpu_model": cpu_model(), "native_bf16": native_bf16(torch.device(device)),
             "device": device, "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
     if hasattr(os, "getloadavg"):

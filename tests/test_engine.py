@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import math
+import warnings
 
 import pytest
 import torch
@@ -92,6 +93,25 @@ def test_candidate_gradient_is_the_true_gradient_at_the_true_inputs():
         torch.testing.assert_close(g[0], t, rtol=1e-5, atol=1e-7)
     assert float(l2(got, target)[0]) < 1e-10
     assert float(cosine(got, target)[0]) < 1e-6
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_on_a_cpu_without_native_bfloat16_warns(monkeypatch, native):
+    from gradleak.engine import functional
+
+    c = case()
+    batch = photos([0, 5])
+    model, update = observe(c, batch)
+    monkeypatch.setattr(functional, "native_bf16", lambda device: native)
+    previous = functional.accelerate(precision="bf16")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            CandidateUpdate(view_of(c, model, 2), update)
+    finally:
+        functional.accelerate(compile=previous.compile, precision=previous.precision)
+    slow = [w for w in caught if "no native bfloat16" in str(w.message)]
+    assert bool(slow) == (not native)
 
 
 def bn_model(generator: torch.Generator) -> nn.Module:

@@ -43,6 +43,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
 HERE = Path(__file__).resolve().parent
 VENV = HERE / ".venv-breaching"
@@ -196,8 +197,14 @@ def variant_env(variant: str) -> dict[str, str]:
 
 
 def machine(threads: int) -> dict:
+    from engine import cpu_model  # benchmarks/engine.py
+
+    from gradleak.engine.functional import native_bf16
+
     info = {"python": platform.python_version(), "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+            "processor": platform.processor() or platform.machine(), "cpu_model": cpu_model(),
+            "native_bf16": native_bf16(torch.device("cpu")),
+            "cpu_count": os.cpu_count(),
             "threads": threads, "gpu": None}
     if hasattr(os, "getloadavg"):
         info["load_average_at_start"] = [round(v, 2) for v in os.getloadavg()]

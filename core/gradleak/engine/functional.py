@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -53,6 +54,18 @@ def _from_environment() -> Acceleration:
 
 #: The options set by :func:`accelerate`; ``None``: read ``GRADLEAK_COMPILE`` / ``GRADLEAK_PRECISION``.
 _ACCELERATION: Acceleration | None = None
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` does bfloat16 arithmetic natively (CUDA, or a CPU with AVX512-BF16 or AMX).
+
+    Without it oneDNN refuses bfloat16 convolutions and torch falls back to its reference im2col kernels:
+    measured on an AVX2 EPYC, one inverting-gradients evaluation of ResNet-18 took 7.1 s in bf16 against 0.57 s
+    in fp32, and a 64-channel convolution's double backward 30x longer.
+    """
+    if device.type != "cpu":
+        return True
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
 def acceleration() -> Acceleration:
@@ -109,6 +122,10 @@ class CandidateUpdate:
         self.randomness = "different" if train else "error"
         options = acceleration()
         self.compiled, self.precision = options.compile, options.precision
+        if self.precision == "bf16" and not native_bf16(view.device):
+            warnings.warn("precision bf16: this CPU has no native bfloat16 arithmetic (AVX512-BF16 or AMX), so "
+                          "convolutions take a fallback measured 10-30x slower than fp32; use fp32 here "
+                          "(unset GRADLEAK_PRECISION)", RuntimeWarning, stacklevel=2)
         self._fns: dict[tuple[int, bool], Callable[..., tuple[torch.Tensor, ...]]] = {}
 
     def target(self, update: Update) -> tuple[torch.Tensor, ...]:
