@@ -180,11 +180,7 @@ class Dager(Attack):
         done: list[tuple[tuple[int, ...], float]] = []
         for p, tokens in enumerate(candidates):
             n, k = len(prefixes), len(tokens)
-            tok = torch.tensor(tokens, device=device).repeat(n)
-            pk = pv = None
-            if keys is not None:
-                pk, pv = keys.repeat_interleave(k, 0), values.repeat_interleave(k, 0)
-            x, nk, nv = steps.step(pk, pv, tok, p)
+            x, tk, tv = steps.step(keys, values, torch.tensor(tokens, device=device), p)
             dist = span_distance(basis2, x).cpu()
             ok = dist < thr
             parent = torch.arange(n).repeat_interleave(k)
@@ -200,7 +196,9 @@ class Dager(Attack):
                 idx = idx[dist[idx].argsort()[: self.config.max_prefixes]]
             prefixes = [prefixes[int(parent[i])] + (tokens[int(i) % k],) for i in idx]
             scores = scores[parent[idx]] + dist[idx]
-            keys, values = nk[idx.to(device)], nv[idx.to(device)]
+            parents, picks = parent[idx].to(device), (idx % k).to(device)
+            keys = tk[picks] if keys is None else torch.cat([keys[parents], tk[picks]], dim=2)
+            values = tv[picks] if values is None else torch.cat([values[parents], tv[picks]], dim=2)
         done.extend((pre, float(s) / len(pre)) for pre, s in zip(prefixes, scores) if pre)
         return [(pre + (end,), score) for pre, score in done]
 

@@ -9,6 +9,7 @@ stacked, so a token counts when any of the three is used), the pieces of the fir
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -27,6 +28,11 @@ class Basis:
     @property
     def rank(self) -> int:
         return int(self.R.shape[1])
+
+    @functools.cached_property
+    def R32(self) -> torch.Tensor:
+        """``R`` in float32, for rough first passes."""
+        return self.R.float()
 
 
 def input_span(G: torch.Tensor, rank_tol: float) -> Basis:
@@ -58,11 +64,21 @@ def numerical_rank(S: torch.Tensor, rank_tol: float, min_gap: float = 5.0) -> in
     return max(above - 1, 0) + i + 1 if float(ratios[i]) > min_gap else above
 
 
-def span_distance(basis: Basis, Y: torch.Tensor) -> torch.Tensor:
-    """``||Y - R R^T Y|| / ||Y||`` along the last dimension (0 for a vector in the span)."""
-    Y = Y.double()
-    res = Y - (Y @ basis.R) @ basis.R.T
-    return res.norm(dim=-1) / Y.norm(dim=-1).clamp_min(1e-30)
+def span_distance(basis: Basis, Y: torch.Tensor, exact_below: float = 0.05) -> torch.Tensor:
+    """``||Y - R R^T Y|| / ||Y||`` along the last dimension (0 for a vector in the span), as float64.
+
+    A float32 pass (a few 1e-6 of cancellation error near 0) is recomputed in float64 wherever it is below
+    ``exact_below``, so every distance a threshold or a close ranking reads is exact and only far candidates
+    keep their float32 value (the search runs this over thousands of candidates per step)."""
+    rough = _residual(Y.float(), basis.R32).double()
+    close = (rough < exact_below).nonzero(as_tuple=True)
+    if close[0].numel():
+        rough[close] = _residual(Y[close].double(), basis.R)
+    return rough
+
+
+def _residual(Y: torch.Tensor, R: torch.Tensor) -> torch.Tensor:
+    return (Y - (Y @ R) @ R.T).norm(dim=-1) / Y.norm(dim=-1).clamp_min(1e-30)
 
 
 def layer_norm_distances(E: torch.Tensor, C: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float,
@@ -183,36 +199,53 @@ def _gpt2_block(block: torch.nn.Module, h: torch.Tensor, bias: torch.Tensor) -> 
 
 
 class DecoderSteps:
-    """Incremental first GPT-2 block: extends cached prefixes by one token and returns the second layer's input.
+    """Incremental first GPT-2 block: extends ``n`` cached prefixes by each of ``k`` tokens in one pass.
 
-    With causal attention a prefix's states never change, so each step costs one token per candidate.
+    With causal attention a prefix's states never change, so each step costs one token per candidate. A
+    token's query, key and value at a position depend on the token and the position alone (the first layer
+    sees only embeddings), so they are computed once per token and shared by every prefix; only the attention
+    read-out, the output projection and the feed-forward block run per (prefix, token) pair, and the caches of
+    the prefixes are never copied per candidate.
     """
 
     def __init__(self, arch: Architecture) -> None:
         t = arch.model.transformer
         self.t, self.block, self.next_ln = t, t.h[0], t.h[1].ln_1
         self.heads = self.block.attn.num_heads
+        # GPT-2's "gelu_new" is the tanh approximation of GELU; torch's fused kernel computes the same function
+        # several times faster than transformers' elementwise version.
+        act = getattr(arch.model.config, "activation_function", "")
+        self.act = ((lambda x: torch.nn.functional.gelu(x, approximate="tanh"))
+                    if act in ("gelu_new", "gelu_pytorch_tanh") else self.block.mlp.act)
 
     def step(self, keys: torch.Tensor | None, values: torch.Tensor | None, tokens: torch.Tensor,
              position: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``keys``/``values``: ``(N, heads, p, hd)`` of each prefix (None at position 0); ``tokens`` ``(N,)``.
+        """Extend every prefix by every token: ``keys``/``values`` ``(n, heads, p, hd)`` of ``n`` prefixes of
+        length ``position`` (None at position 0, one empty prefix); ``tokens`` ``(k,)``.
 
-        Returns the second layer's input at ``position`` ``(N, d)`` and the extended keys and values.
+        Returns the second layer's input ``(n * k, d)`` at ``position``, prefix-major (row ``i * k + j`` is
+        prefix ``i`` extended by token ``j``), and each token's key and value ``(k, heads, 1, hd)``: a kept
+        candidate's cache is its prefix's cache followed by its token's key and value.
         """
         with torch.no_grad():
-            block, attn = self.block, self.block.attn
-            h = self.t.wte(tokens) + self.t.wpe.weight[position]
-            d = h.shape[-1]
+            block, attn, mlp = self.block, self.block.attn, self.block.mlp
+            h = self.t.wte(tokens) + self.t.wpe.weight[position]  # (k, d)
+            k, d = h.shape
             hd = d // self.heads
-            q, k, v = attn.c_attn(block.ln_1(h)).split(d, dim=-1)
-            q, k, v = (x.view(-1, self.heads, 1, hd) for x in (q, k, v))
-            keys = k if keys is None else torch.cat([keys, k], dim=2)
-            values = v if values is None else torch.cat([values, v], dim=2)
-            scores = (q @ keys.transpose(-1, -2)) * getattr(attn, "scaling", hd ** -0.5)
-            out = (scores.softmax(-1) @ values).reshape(-1, d)
-            h = h + attn.c_proj(out)
-            h = h + block.mlp(block.ln_2(h))
-            return self.next_ln(h), keys, values
+            scale = getattr(attn, "scaling", hd ** -0.5)
+            q, key, value = (x.view(k, self.heads, hd) for x in attn.c_attn(block.ln_1(h)).split(d, dim=-1))
+            own = (q * key).sum(-1) * scale  # (k, heads)
+            if keys is None:
+                out = value.reshape(1, k, d)  # a token attends only to itself
+            else:
+                scores = torch.einsum("khd,nhpd->nkhp", q, keys) * scale
+                scores = torch.cat([scores, own.unsqueeze(0).expand(scores.shape[0], -1, -1).unsqueeze(-1)], -1)
+                weights = scores.softmax(-1)
+                out = torch.einsum("nkhp,nhpd->nkhd", weights[..., :-1], values)
+                out = (out + weights[..., -1:] * value).reshape(-1, k, d)
+            h = (h + attn.c_proj(out)).reshape(-1, d)
+            h = h + mlp.c_proj(self.act(mlp.c_fc(block.ln_2(h))))
+            return self.next_ln(h), key.unsqueeze(2), value.unsqueeze(2)
 
 
 class EncoderSteps:

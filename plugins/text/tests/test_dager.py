@@ -71,9 +71,32 @@ def test_incremental_decoder_equals_the_full_forward():
     assert torch.allclose(full, model.transformer.h[1].ln_1(hidden), atol=1e-5)
     steps, keys, values, rows = DecoderSteps(arch), None, None, []
     for p in range(ids.shape[1]):
-        x, keys, values = steps.step(keys, values, ids[0, p:p + 1], p)
+        x, key, value = steps.step(keys, values, ids[0, p:p + 1], p)
+        keys = key if keys is None else torch.cat([keys, key], dim=2)
+        values = value if values is None else torch.cat([values, value], dim=2)
         rows.append(x)
     assert torch.allclose(torch.cat(rows), full, atol=1e-4)
+
+
+def test_decoder_step_extends_every_prefix_by_every_token():
+    """Row i * k + j of a grid step is prefix i followed by token j, as the full forward computes it."""
+    model = GPT2Tiny().build_model(torch.Generator().manual_seed(0))
+    arch = Architecture(model)
+    steps = DecoderSteps(arch)
+    prefixes = torch.tensor([[50256, 464, 3797], [50256, 1212, 318]])
+    tokens = torch.tensor([318, 922, 3797])
+    keys = values = None
+    for p in range(prefixes.shape[1]):  # the caches of both prefixes, position by position
+        n = 1 if keys is None else 2
+        x, key, value = steps.step(keys, values, prefixes[:, p], p)
+        rows = torch.arange(2) * (n - 1) * 2 + torch.arange(2)  # prefix i (the empty one at p = 0) with token i
+        keys = key[[0, 1]] if keys is None else torch.cat([keys, key[[0, 1]]], dim=2)
+        values = value[[0, 1]] if values is None else torch.cat([values, value[[0, 1]]], dim=2)
+        assert torch.allclose(x[rows], arch.second_inputs(prefixes[:, :p + 1])[:, p], atol=1e-4)
+    x, _, _ = steps.step(keys, values, tokens, prefixes.shape[1])
+    for i in range(2):
+        full = arch.second_inputs(torch.cat([prefixes[i].expand(3, -1), tokens[:, None]], 1))[:, -1]
+        assert torch.allclose(x[i * 3:(i + 1) * 3], full, atol=1e-4)
 
 
 def test_encoder_single_token_pass_equals_the_full_forward():
