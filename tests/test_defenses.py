@@ -19,8 +19,6 @@ from gradleak.runner import plan
 from gradleak.types import Update
 from gradleak.view import AttackerView
 
-pytestmark = pytest.mark.heavy(2)  # minutes of CPU on one core: scheduled first (conftest.py)
-
 
 def _update(seed: int = 0, sizes=((20, 30), (30,), (5, 4, 3, 3))) -> Update:
     g = torch.Generator().manual_seed(seed)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-pytestmark = pytest.mark.heavy(7)  # minutes of CPU on one core: scheduled first (conftest.py)
-
 pytest.importorskip("flwr")
 
 

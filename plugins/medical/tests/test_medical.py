@@ -14,8 +14,6 @@ from gradleak import DataError
 from gradleak_medical.loaders import load_dicom_folder, load_medmnist
 from gradleak_medical.patches import class_names, medical_patches, public_medical_patches
 
-pytestmark = pytest.mark.heavy(2)  # minutes of CPU on one core: scheduled first (conftest.py)
-
 
 def test_patches_are_real_tiles_with_source_labels_and_public_ones_share_no_pixel():
     private, public = medical_patches(), public_medical_patches()

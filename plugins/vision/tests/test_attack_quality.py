@@ -12,8 +12,6 @@ import pytest
 import gradleak
 from gradleak_vision.data import held_out_photos
 
-pytestmark = pytest.mark.heavy(10)  # minutes of CPU on one core: scheduled first (conftest.py)
-
 
 @pytest.fixture(scope="module")
 def held_out(tmp_path_factory) -> str:
