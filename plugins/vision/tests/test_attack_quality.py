@@ -20,16 +20,27 @@ def held_out(tmp_path_factory) -> str:
     return str(path)
 
 
-def test_dlg_recovers_single_photos(held_out, single_thread):
-    """DLG, batch 1, labels unknown (optimised jointly): mean PSNR >= 30 dB with every label right."""
-    result = gradleak.run("vision/lenet", "dlg", data=held_out, batch_size=1, batches=2, device="cpu", seed=0)
+@pytest.mark.heavy(4)
+@pytest.mark.parametrize("photo", [0, 1])
+def test_dlg_recovers_single_photos(photo, tmp_path, single_thread):
+    """DLG, batch 1, labels unknown (optimised jointly): PSNR >= 30 dB with the label right, per held-out photo.
+
+    One test per photo (a Grace Hopper crop, an LFW face; each about 4 minutes on one core), so the two run
+    on separate workers. Measured 36.2 and 32.3 dB at seed 0.
+    """
+    path = tmp_path / "photo.npy"
+    np.save(path, held_out_photos().data.numpy()[photo:photo + 1])
+    result = gradleak.run("vision/lenet", "dlg", data=str(path), batch_size=1, device="cpu", seed=0)
     assert result.metrics["label_acc"] == 1.0
     assert result.metrics["psnr"] >= 30.0, result.per_sample
 
 
+@pytest.mark.heavy(1.2)
 def test_idlg_labels_come_from_the_gradient(held_out, single_thread):
-    """iDLG reads each label off the last layer, then matches the data with it fixed."""
-    result = gradleak.run("vision/lenet", "idlg", data=held_out, batch_size=1, batches=1, device="cpu", seed=1)
+    """iDLG reads each label off the last layer, then matches the data with it fixed (100 L-BFGS steps, a third
+    of the default: measured 36.3 dB)."""
+    result = gradleak.run("vision/lenet", "idlg", data=held_out, batch_size=1, batches=1, device="cpu", seed=1,
+                          budget=100)
     assert result.metrics["label_acc"] == 1.0
     assert result.metrics["psnr"] >= 30.0, result.per_sample
 
