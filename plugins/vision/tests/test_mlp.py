@@ -25,7 +25,7 @@ def test_mlp_init_is_deterministic_and_torch_distributed():
     b = MLP(3072, 20, generator=torch.Generator().manual_seed(3))
     for (na, pa), (_, pb) in zip(a.named_parameters(), b.named_parameters()):
         assert torch.equal(pa, pb), na
-    w = a.layers[0].weight
+    w = a.layers[0].weight.detach()
     bound = 1 / 3072 ** 0.5
     assert float(w.abs().max()) <= bound and float(w.std()) == pytest.approx(bound / 3 ** 0.5, rel=0.02)
 
