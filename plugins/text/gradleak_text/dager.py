@@ -18,8 +18,8 @@ NeurIPS 2024 (insait-institute/dager-gradient-inversion).
    ``p`` hangs mostly on the tokens at ``p - 1`` and ``p`` (changing the token at ``p`` moves position ``p``
    by ~0.17 and ``p + 1`` by ~0.15 in relative span distance, every other position by ~0.015), so a beam of
    partial sentences scored by their positions' span distances follows a sentence like a decoder would.
-   Passes alternate left to right and right to left (see :meth:`Dager._chain_start`); a start whose best
-   sentence misses the check is polished (:meth:`Dager._polish`) by single-token moves and, once those
+   Passes alternate left to right and right to left (see :mod:`gradleak_text.dager_encoder`); a start whose best
+   sentence misses the check is polished by single-token moves and, once those
    stall, by moves of two neighbouring tokens together (a wrong pair that fits each other, which no single
    move can undo: on bert-minilm batch 4 the one sentence the single moves missed had two adjacent tokens
    wrong). Moves are ranked by the span distances of the positions they act on (``p, p + 1``; a pair
@@ -61,7 +61,6 @@ Thresholds are relative distances (scale-free) computed in float64; DAGER's own 
 
 from __future__ import annotations
 
-import itertools
 import logging
 import time
 from dataclasses import dataclass
@@ -72,7 +71,8 @@ from gradleak import Attack, AttackerView, AttackFailed, Batch, Reconstruction, 
 from gradleak.config import require_positive
 
 from .data import TextData, pack, special_ids
-from .span import Architecture, Basis, DecoderSteps, EncoderSteps, input_span, span_distance
+from .dager_encoder import EncoderSearch
+from .span import Architecture, Basis, DecoderSteps, input_span, span_distance
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,8 @@ class Dager(Attack):
         if arch.kind == "gpt2":
             found = self._decode(arch, basis2, candidates, sample)
         else:
-            found = self._encode(arch, basis2, candidates, sample, view.generator, view.batch_size)
+            search = EncoderSearch(arch, basis2, c, *special_ids(sample.tokenizer, sample.style))
+            found = search.run(candidates, view.generator, view.batch_size)
         sequences = _choose(found, view.batch_size, c.l2_threshold)
         if not sequences:
             raise AttackFailed("search", "no sequence passed the second layer's span check")
@@ -201,222 +202,6 @@ class Dager(Attack):
             values = tv[picks] if values is None else torch.cat([values[parents], tv[picks]], dim=2)
         done.extend((pre, float(s) / len(pre)) for pre, s in zip(prefixes, scores) if pre)
         return [(pre + (end,), score) for pre, score in done]
-
-    # ------------------------------------------------------------------------------------------ encoders
-
-    def _encode(self, arch: Architecture, basis2: Basis, candidates: list[list[int]], sample: TextData,
-                generator: torch.Generator, batch_size: int) -> list[tuple[tuple[int, ...], float]]:
-        """Per sentence end (a position holding ``[SEP]``), search the tokens in between; stops once
-        ``batch_size`` distinct sentences passed the second layer's check."""
-        start, end, pad = special_ids(sample.tokenizer, sample.style)
-        steps = EncoderSteps(arch)
-        found: dict[tuple[int, ...], float] = {}
-        exact: dict[tuple[int, ...], float] = {}
-        ends = [e for e in range(2, len(candidates)) if end in candidates[e]]
-        for e in ends:
-            middle = [[t for t in candidates[p] if t not in (start, end, pad)] for p in range(1, e)]
-            if any(not m for m in middle):
-                continue
-            total = 1
-            for m in middle:
-                total *= len(m)
-            if total <= self.config.max_combinations:
-                combos = torch.tensor(list(itertools.product(*middle)), dtype=torch.long)
-                results = self._score_all(arch, basis2, combos, start, end)
-            else:
-                results = self._chain(arch, steps, basis2, middle, start, end, generator)
-            for seq, score in results:
-                found[seq] = min(score, found.get(seq, float("inf")))
-                if score < self.config.l2_threshold:
-                    exact[seq] = score
-            if len(exact) >= batch_size:
-                break
-        return sorted(found.items(), key=lambda kv: kv[1])
-
-    def _scores(self, arch: Architecture, basis2: Basis, middles: torch.Tensor, start: int, end: int) -> torch.Tensor:
-        n = middles.shape[0]
-        ids = torch.cat([torch.full((n, 1), start), middles, torch.full((n, 1), end)], 1).to(arch.word.device)
-        out = []
-        for chunk in ids.split(256):
-            out.append(span_distance(basis2, arch.second_inputs(chunk)).mean(1).cpu())
-        return torch.cat(out)
-
-    def _score_all(self, arch, basis2, combos, start, end) -> list[tuple[tuple[int, ...], float]]:
-        scores = self._scores(arch, basis2, combos, start, end)
-        order = scores.argsort()[:64]
-        return [((start, *combos[i].tolist(), end), float(scores[i])) for i in order]
-
-    def _chain(self, arch: Architecture, steps: EncoderSteps, basis2: Basis, middle: list[list[int]], start: int,
-               end: int, generator: torch.Generator) -> list[tuple[tuple[int, ...], float]]:
-        """One sentence length: beam passes from random starts (``restarts`` at most), each start refined by
-        ``sweeps`` passes. After an exact hit the next start drops that sentence's token from every position
-        with other candidates (DAGER's ``non-overlap`` heuristic), since several sentences can share a length;
-        a start that finds nothing new after a hit, or ``misses`` such starts, end the search of this length."""
-        out: list[tuple[tuple[int, ...], float]] = []
-        options = [list(m) for m in middle]
-        misses = 0
-        for _restart in range(self.config.restarts):
-            results = self._chain_start(arch, steps, basis2, options, start, end, generator)
-            if not any(score < self.config.l2_threshold for _, score in results):
-                results.append(self._polish(arch, steps, basis2, middle, min(results, key=lambda r: r[1]), start, end))
-            out.extend(results)
-            hit = [s for s, score in results if score < self.config.l2_threshold]
-            if not hit:
-                misses += 1
-                # A second sentence of one length is rarer than the first: once the length gave one, the
-                # first start that finds nothing new ends it.
-                if misses >= self.config.misses or any(score < self.config.l2_threshold for _, score in out):
-                    break
-                # A near miss is mostly another sentence's chain (a consistent run of true token pairs in the
-                # wrong frame): the next start leaves it out like a found sentence.
-                hit = [min(results, key=lambda r: r[1])[0]]
-            for p, o in enumerate(options):
-                if len(o) > 1 and hit[0][p + 1] in o:
-                    o.remove(hit[0][p + 1])
-        return out
-
-    def _chain_start(self, arch, steps, basis2, middle, start, end, generator):
-        """Beam passes over one sentence length, alternately left to right and right to left.
-
-        The second-layer input at position ``p`` hangs mostly on the tokens at ``p - 1`` and ``p`` (layer 1 of
-        a pretrained BERT has previous-token heads; any other token moves it ~10x less), so the sentence is
-        followed as a chain: a beam of ``beam`` partial sentences, scored by the summed span distances of the
-        positions their chosen tokens fix. Left to right, choosing ``p`` scores position ``p`` (its previous
-        token is chosen); right to left, it scores ``p + 1`` (both its tokens are chosen), which undoes a wrong
-        pair that fitted the previous pass's right-hand tokens. Unchosen positions keep the previous pass's
-        tokens (a random draw at first). Stops when the best full sentence passes the check or two passes in a
-        row did not improve it."""
-        device = arch.word.device
-        W = self.config.beam
-        options = [torch.tensor(m, dtype=torch.long, device=device) for m in middle]
-        with torch.no_grad():
-            inputs = [arch.ln(arch.word[o] + arch.position[p + 1]) for p, o in enumerate(options)]
-        pick = [o[int(torch.randint(len(o), (1,), generator=generator, device=generator.device))] for o in options]
-        background = torch.stack([torch.tensor(start, device=device), *pick, torch.tensor(end, device=device)])
-        best_score, stale, results = float("inf"), 0, []
-        for sweep in range(self.config.sweeps):
-            forward = sweep % 2 == 0
-            beams = background.unsqueeze(0).clone()
-            total = torch.zeros(1, dtype=torch.float64)
-            order = range(len(options)) if forward else range(len(options) - 1, -1, -1)
-            for p in order:
-                o = options[p]
-                if len(o) == 1:
-                    beams[:, p + 1] = o[0]
-                    continue
-                row = p + 1 if forward else p + 2
-                y = steps.at_row(steps.inputs(beams), p + 1, inputs[p], row)
-                flat = (total.unsqueeze(1) + span_distance(basis2, y).cpu()).flatten()
-                keep = flat.argsort()[:W]
-                beams = beams[(keep // len(o)).to(device)].clone()
-                beams[:, p + 1] = o[(keep % len(o)).to(device)]
-                total = flat[keep]
-            scores = self._scores(arch, basis2, beams[:, 1:-1].cpu(), start, end)
-            results.extend((tuple(b.tolist()), float(sc)) for b, sc in zip(beams, scores))
-            i = int(scores.argmin())
-            if float(scores[i]) < self.config.l2_threshold:
-                break
-            if float(scores[i]) < best_score * (1 - 1e-6):
-                best_score, background, stale = float(scores[i]), beams[i], 0
-            else:
-                stale += 1
-                if stale >= 2:
-                    break
-        return results
-
-    def _polish(self, arch, steps, basis2, middle, best, start, end, sweeps: int = 3, shortlist: int = 4,
-                pair_width: int = 8):
-        """Local moves over the full candidate lists (a start may have dropped a token it needs): the chain's
-        near misses are mostly a token or two off, sometimes two neighbours together (a wrong pair that fits
-        each other). A move of the token at ``p`` is ranked by the second layer's span distance at ``p`` and
-        ``p + 1`` (where it acts; every other position moves ~10x less), a move of the pair at ``p, p + 1`` by
-        the distances at ``p .. p + 2``; the ``shortlist`` best moves are then scored on the whole sentence's
-        mean distance and the best is kept if it improves it. Only moves that lower the local distances are scored
-        in full; pair moves run once single moves stall; ``sweeps`` bounds the passes."""
-        device = arch.word.device
-        seq, score = best
-        cur = torch.tensor(seq, dtype=torch.long, device=device)
-        opts = [torch.tensor(m, dtype=torch.long, device=device) for m in middle]
-        with torch.no_grad():
-            inputs = [arch.ln(arch.word[o] + arch.position[p + 1]) for p, o in enumerate(opts)]
-
-        def improves(trials: torch.Tensor) -> bool:
-            """Move to the best of ``trials`` by the whole sentence's score if it beats the current one."""
-            nonlocal cur, score
-            s = self._scores(arch, basis2, trials[:, 1:-1].cpu(), start, end)
-            i = int(s.argmin())
-            if float(s[i]) < score - 1e-12:
-                score, cur = float(s[i]), trials[i].clone()
-                return True
-            return False
-
-        def single() -> bool:
-            changed = False
-            for p, o in enumerate(opts):
-                if len(o) == 1:
-                    continue
-                x = steps.inputs(cur.unsqueeze(0))
-                local = (span_distance(basis2, steps.at(x, p + 1, inputs[p])) +
-                         span_distance(basis2, steps.at_row(x, p + 1, inputs[p], p + 2)))[0].cpu()
-                now = float(local[int((o == cur[p + 1]).nonzero()[0])])
-                order = [int(i) for i in local.argsort() if float(local[i]) < now - 1e-12][:shortlist]
-                if not order:
-                    continue
-                trials = cur.repeat(len(order), 1)
-                trials[:, p + 1] = o[torch.tensor(order, device=device)]
-                if improves(trials):
-                    changed = True
-                    if score < self.config.l2_threshold:
-                        return True
-            return changed
-
-        def pairs() -> bool:
-            changed = False
-            for p in range(len(opts) - 1):
-                a, b = opts[p], opts[p + 1]
-                if len(a) == 1 or len(b) == 1:
-                    continue  # a single move covers it
-                i, j = p + 1, p + 2
-                x = steps.inputs(cur.unsqueeze(0))
-                # Row i hangs on the token at i (b moves it ~10x less), row j + 1 on the token at j: each
-                # shortlists its token alone; row j, which needs both, is scored on the shortlists' grid.
-                d_i = span_distance(basis2, steps.at(x, i, inputs[p]))[0]
-                d_k = span_distance(basis2, steps.at_row(x, j, inputs[p + 1], j + 1))[0]
-                ai, bi = _shortlist(d_i, a, cur[i], pair_width), _shortlist(d_k, b, cur[j], pair_width)
-                grid = cur.repeat(len(ai), 1)
-                grid[:, i] = a[ai]
-                d_j = span_distance(basis2, steps.at(steps.inputs(grid), j, inputs[p + 1][bi]))
-                local = (d_i[ai].unsqueeze(1) + d_j + d_k[bi].unsqueeze(0)).cpu()
-                now = float(local[0, 0])  # the shortlists start with the current tokens
-                flat = local.flatten()
-                order = flat.argsort()[:shortlist]
-                order = order[flat[order] < now - 1e-12]
-                if order.numel() == 0:
-                    continue
-                trials = cur.repeat(len(order), 1)
-                trials[:, i] = a[ai[(order // len(bi)).to(device)]]
-                trials[:, j] = b[bi[(order % len(bi)).to(device)]]
-                if improves(trials):
-                    changed = True
-                    if score < self.config.l2_threshold:
-                        return True
-            return changed
-
-        thr = self.config.l2_threshold
-        for _round in range(sweeps):
-            if single():
-                continue
-            if score < thr or not pairs():
-                break
-        return tuple(cur.tolist()), score
-
-
-def _shortlist(dist: torch.Tensor, options: torch.Tensor, current: torch.Tensor, width: int) -> torch.Tensor:
-    """Indices into ``options``: the current token's first, then the ``width`` closest others."""
-    now = int((options == current).nonzero()[0])
-    rest = [int(i) for i in dist.argsort() if int(i) != now][:width]
-    return torch.tensor([now, *rest], dtype=torch.long, device=options.device)
-
 
 def _template(view: AttackerView) -> TextData:
     """The tokenizer and style of the case (public: the server knows its model's tokenizer)."""
