@@ -87,7 +87,8 @@ def main(problem_path: str, out_path: str, recon_path: str) -> None:
         "process_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "torch_func_import_seconds": import_seconds,
         "options": {"compile": os.environ.get("GRADLEAK_COMPILE", "0"),
-                    "precision": os.environ.get("GRADLEAK_PRECISION", "fp32")},
+                    "precision": os.environ.get("GRADLEAK_PRECISION", "fp32"),
+                    "channels_last": os.environ.get("GRADLEAK_CHANNELS_LAST", "0")},
         "labels": None if rec.batch.labels is None else rec.batch.labels.tolist(),
         "objective": rec.objective,
     }

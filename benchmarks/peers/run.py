@@ -188,12 +188,16 @@ def run_side(python: Path, script: str, problem_path: Path, work: Path, name: st
     return json.loads(out.read_text()), np.load(recon)
 
 
+VARIANTS = ("fp32", "tf32", "bf16", "compile", "compile-bf16", "channels-last", "channels-last-bf16")
+
+
 def variant_env(variant: str) -> dict[str, str]:
-    """Environment of a gradleak run: ``fp32``, ``bf16``, ``compile`` or ``compile-bf16``."""
-    if variant not in ("fp32", "bf16", "compile", "compile-bf16"):
-        raise SystemExit(f"unknown variant {variant!r}: use fp32, bf16, compile or compile-bf16")
-    return {"GRADLEAK_COMPILE": "1" if variant.startswith("compile") else "0",
-            "GRADLEAK_PRECISION": "bf16" if variant.endswith("bf16") else "fp32"}
+    """Environment of a gradleak run: one of ``VARIANTS`` (``tf32`` changes only CUDA arithmetic)."""
+    if variant not in VARIANTS:
+        raise SystemExit(f"unknown variant {variant!r}: use one of {', '.join(VARIANTS)}")
+    precision = next((p for p in ("bf16", "tf32") if variant.endswith(p)), "fp32")
+    return {"GRADLEAK_COMPILE": "1" if variant.startswith("compile") else "0", "GRADLEAK_PRECISION": precision,
+            "GRADLEAK_CHANNELS_LAST": "1" if variant.startswith("channels-last") else "0"}
 
 
 def machine(threads: int) -> dict:
@@ -220,8 +224,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tv", type=float, default=0.03, help="total-variation weight of inverting-gradients")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--variants", default="fp32",
-                        help="gradleak runs, comma-separated: fp32, bf16 (GRADLEAK_PRECISION=bf16), compile "
-                             "(GRADLEAK_COMPILE=1), compile-bf16; breaching always runs its default fp32")
+                        help="gradleak runs, comma-separated: fp32, tf32 and bf16 (GRADLEAK_PRECISION), compile "
+                             "(GRADLEAK_COMPILE=1), compile-bf16, channels-last (GRADLEAK_CHANNELS_LAST=1), "
+                             "channels-last-bf16; breaching always runs its default fp32")
     parser.add_argument("--tag", default="", help="suffix of the output file names")
     parser.add_argument("--out", default=str(HERE / "results"))
     args = parser.parse_args(argv)

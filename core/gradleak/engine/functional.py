@@ -14,16 +14,19 @@ and ``y`` (double backward through ``torch.func.grad``), so it can be matched to
 
 Speed options (opt-in, off by default; see :func:`accelerate`): ``torch.compile`` of the whole per-restart
 update (``functional_call`` + ``grad`` + ``vmap``, ``fullgraph=True``; compiled on first use per process and
-shape: 21 s for LeNet, minutes for a ConvNet-64 on 2 CPU cores), and ``bfloat16`` autocast of the model's
-arithmetic (AMX on recent Xeons, tensor cores on GPUs), with the update returned in the input's dtype.
+shape: 21 s for LeNet, minutes for a ConvNet-64 on 2 CPU cores); ``bfloat16`` autocast of the model's
+arithmetic (AMX on recent Xeons, tensor cores on GPUs), with the update returned in the input's dtype;
+``tf32`` matrix products and convolutions on CUDA (Ampere and newer); ``channels_last`` memory layout of
+images and convolution weights (NHWC, which cuDNN's tensor-core kernels and oneDNN prefer).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -37,20 +40,33 @@ from ..view import AttackerView
 
 @dataclass(frozen=True)
 class Acceleration:
-    """How candidate updates are computed. ``compile``: ``torch.compile(fullgraph=True)`` of the update function;
-    ``precision``: ``fp32`` (exact) or ``bf16`` (autocast of convolutions and matrix products)."""
+    """How candidate updates are computed.
+
+    ``compile``: ``torch.compile(fullgraph=True)`` of the update function. ``precision``: ``fp32`` (exact:
+    on CUDA cuBLAS and cuDNN are held to IEEE fp32 during the attack, where torch's default lets cuDNN
+    convolutions round to TF32 on Ampere and newer), ``tf32`` (CUDA matrix products and convolutions in
+    TF32: 10-bit mantissa, fp32 range; no effect on a CPU) or ``bf16`` (autocast of convolutions and matrix
+    products). ``channels_last``: images and 4-d weights in NHWC layout (same values, other kernels).
+    """
 
     compile: bool = False
-    precision: Literal["fp32", "bf16"] = "fp32"
+    precision: Literal["fp32", "tf32", "bf16"] = "fp32"
+    channels_last: bool = False
 
 
 def _from_environment() -> Acceleration:
     precision = os.environ.get("GRADLEAK_PRECISION", "fp32").lower()
-    if precision not in ("fp32", "bf16"):
-        raise ConfigError(f"GRADLEAK_PRECISION={precision!r} is not a precision; use fp32 or bf16")
-    return Acceleration(compile=os.environ.get("GRADLEAK_COMPILE", "0").lower() in ("1", "true", "yes"),
-                        precision=precision)  # type: ignore[arg-type]
+    if precision not in PRECISIONS:
+        raise ConfigError(f"GRADLEAK_PRECISION={precision!r} is not a precision; use one of {', '.join(PRECISIONS)}")
+    return Acceleration(compile=_flag("GRADLEAK_COMPILE"), precision=precision,  # type: ignore[arg-type]
+                        channels_last=_flag("GRADLEAK_CHANNELS_LAST"))
 
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "0").lower() in ("1", "true", "yes")
+
+
+PRECISIONS = ("fp32", "tf32", "bf16")
 
 #: The options set by :func:`accelerate`; ``None``: read ``GRADLEAK_COMPILE`` / ``GRADLEAK_PRECISION``.
 _ACCELERATION: Acceleration | None = None
@@ -73,18 +89,21 @@ def acceleration() -> Acceleration:
     return _ACCELERATION if _ACCELERATION is not None else _from_environment()
 
 
-def accelerate(compile: bool | None = None, precision: Literal["fp32", "bf16"] | None = None) -> Acceleration:
+def accelerate(compile: bool | None = None, precision: Literal["fp32", "tf32", "bf16"] | None = None,
+               channels_last: bool | None = None) -> Acceleration:
     """Set the speed options of candidate updates built from now on; returns the previous ones.
 
-    Both change the arithmetic, not the algorithm: ``compile`` fuses and reorders float operations (float
-    noise), ``bf16`` runs the model in bfloat16 (about 3 significant digits; measure the attack's quality).
+    They change the arithmetic, not the algorithm: ``compile`` and ``channels_last`` reorder float operations
+    (float noise), ``tf32`` keeps about 3 significant digits in CUDA products, ``bf16`` runs the model in
+    bfloat16 (about 3 significant digits); measure the attack's quality.
     """
     global _ACCELERATION
     previous = acceleration()
-    if precision is not None and precision not in ("fp32", "bf16"):
-        raise ConfigError(f"precision={precision!r} is not a precision; use fp32 or bf16")
+    if precision is not None and precision not in PRECISIONS:
+        raise ConfigError(f"precision={precision!r} is not a precision; use one of {', '.join(PRECISIONS)}")
     _ACCELERATION = Acceleration(compile=previous.compile if compile is None else bool(compile),
-                                 precision=previous.precision if precision is None else precision)
+                                 precision=previous.precision if precision is None else precision,
+                                 channels_last=previous.channels_last if channels_last is None else bool(channels_last))
     return previous
 
 
@@ -96,7 +115,12 @@ class CandidateUpdate:
             # The client normalised with its own batch statistics; so must every candidate.
             torch.func.replace_all_batch_norm_modules_(model)
         model.train(train)
+        options = acceleration()
+        self.compiled, self.precision, self.channels_last = options.compile, options.precision, options.channels_last
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
         self.model = model
+        self.device = view.device
         self.loss = view.loss
         self.names = [n for n, p in model.named_parameters() if p.requires_grad]
         missing = [n for n in self.names if n not in update.tensors]
@@ -120,8 +144,9 @@ class CandidateUpdate:
             self.steps = int(update.local_steps) * int(update.epochs)
             self.local_batch_size = int(update.local_batch_size or update.num_samples)
         self.randomness = "different" if train else "error"
-        options = acceleration()
-        self.compiled, self.precision = options.compile, options.precision
+        if self.precision == "tf32" and view.device.type != "cuda":
+            warnings.warn(f"precision tf32 applies to CUDA matrix products and convolutions only; on "
+                          f"{view.device.type} the update is computed in fp32", RuntimeWarning, stacklevel=2)
         if self.precision == "bf16" and not native_bf16(view.device):
             warnings.warn("precision bf16: this CPU has no native bfloat16 arithmetic (AVX512-BF16 or AMX), so "
                           "convolutions take a fallback measured 10-30x slower than fp32; use fp32 here "
@@ -130,6 +155,25 @@ class CandidateUpdate:
 
     def target(self, update: Update) -> tuple[torch.Tensor, ...]:
         return tuple(update.tensors[n].detach() for n in self.names)
+
+    @contextlib.contextmanager
+    def numerics(self) -> Iterator[None]:
+        """Hold the arithmetic of the chosen precision for the attack's whole loop, backward passes included.
+
+        On CUDA: cuBLAS and cuDNN in IEEE fp32 (``fp32``, ``bf16``: autocast handles its own ops) or TF32
+        (``tf32``), restored afterwards. Elsewhere nothing changes.
+        """
+        if self.device.type != "cuda":
+            yield
+            return
+        mode = "tf32" if self.precision == "tf32" else "ieee"
+        matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
+        before = (matmul.fp32_precision, conv.fp32_precision)
+        matmul.fp32_precision = conv.fp32_precision = mode
+        try:
+            yield
+        finally:
+            matmul.fp32_precision, conv.fp32_precision = before
 
     def _loss(self, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         out = functional_call(self.model, (params, self.frozen, self.buffers), (x,))
@@ -161,8 +205,11 @@ class CandidateUpdate:
         fn = self._fns.get(key)
         if fn is None:
             fn = self._fns[key] = self._build(*key)
-        if self.precision == "fp32":
-            return fn(x, y)
+        if self.channels_last and x.dim() == 5:
+            # Each restart's (B, C, H, W) slice in NHWC order: vmap cannot change a layout inside.
+            x = x.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
+        if self.precision != "bf16":
+            return fn(x, y)  # fp32 and tf32 differ only in the CUDA flags held by numerics()
         with torch.autocast(x.device.type, dtype=torch.bfloat16):
             out = fn(x, y)
         # Match in the caller's precision: only the model's arithmetic runs in bfloat16.

@@ -112,7 +112,8 @@ def invert(
         torch.where(finite, total, torch.zeros_like(total)).sum().backward()
         for v in variables:
             if v.grad is not None:
-                v.grad[~finite] = 0
+                # torch.where, not a masked assignment: boolean indexing waits for the device (nonzero).
+                v.grad.copy_(torch.where(per_restart(finite, v.grad), v.grad, 0.0))
                 if settings.signed:
                     v.grad.sign_()
         return torch.where(finite, total, torch.full_like(total, float("inf")))
@@ -126,37 +127,40 @@ def invert(
         opt = torch.optim.Adam(variables, lr=settings.lr)
     else:
         opt = torch.optim.SGD(variables, lr=settings.lr, momentum=0.9)
-    alive = torch.ones(R, dtype=torch.bool, device=z.device)
-    last_good = [v.detach().clone() for v in variables]
-    for it in range(settings.iterations):
-        if isinstance(opt, BatchedLBFGS):
-            opt.lr = settings.lr * lr_at(it)
-            total = opt.step(closure)
-        else:
-            for group in opt.param_groups:
-                group["lr"] = settings.lr * lr_at(it)
-            total = closure()
-            opt.step()
-        with torch.no_grad():
-            space.project(z)
-            current = [v.detach() for v in variables]
-            ok = torch.isfinite(total) & torch.stack([torch.isfinite(v.flatten(1)).all(1) for v in current]).all(0)
-            for keep, now in zip(last_good, variables):
-                keep[ok] = now.detach()[ok]
-                now[~ok] = keep[~ok]
-            alive &= ok
+    with fn.numerics():  # the chosen precision, backward passes included
+        alive = torch.ones(R, dtype=torch.bool, device=z.device)
+        last_good = [v.detach().clone() for v in variables]
+        for it in range(settings.iterations):
             if isinstance(opt, BatchedLBFGS):
-                opt.enabled &= alive
-        if not bool(alive.any()):
-            break
-        if it % 10 == 0 or it == settings.iterations - 1:
-            best_now = total[alive].min() if bool(alive.any()) else total.min()
-            view.report(it + 1, settings.iterations, float(best_now.detach()))
-    with torch.no_grad():
-        for v, keep in zip(variables, last_good):
-            v.copy_(keep)
-    with torch.enable_grad():
-        matching, _ = evaluate()
+                opt.lr = settings.lr * lr_at(it)
+                total = opt.step(closure)
+            else:
+                for group in opt.param_groups:
+                    group["lr"] = settings.lr * lr_at(it)
+                total = closure()
+                opt.step()
+            with torch.no_grad():
+                space.project(z)
+                current = [v.detach() for v in variables]
+                ok = torch.isfinite(total) & torch.stack([torch.isfinite(v.flatten(1)).all(1) for v in current]).all(0)
+                for keep, now in zip(last_good, variables):
+                    keep.copy_(torch.where(per_restart(ok, now), now, keep))
+                    now.copy_(keep)
+                alive &= ok
+                if isinstance(opt, BatchedLBFGS):
+                    opt.enabled &= alive
+            # The host reads device values only every 10 iterations (a read waits for the device): a loop whose
+            # restarts all diverged runs on for at most 9 iterations, each restoring the last good point.
+            if it % 10 == 0 or it == settings.iterations - 1:
+                if not bool(alive.any()):
+                    break
+                if view.progress is not None:
+                    view.report(it + 1, settings.iterations, float(torch.where(alive, total, torch.inf).min()))
+        with torch.no_grad():
+            for v, keep in zip(variables, last_good):
+                v.copy_(keep)
+        with torch.enable_grad():
+            matching, _ = evaluate()
     matching = matching.detach()
     matching = torch.where(alive & torch.isfinite(matching), matching, torch.full_like(matching, float("inf")))
     best = int(matching.argmin())
@@ -171,3 +175,7 @@ def invert(
     )
 
 
+def per_restart(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A per-restart mask ``(R,)`` shaped to broadcast against ``like`` ``(R, ...)``: ``torch.where`` with it
+    replaces masked assignments, which wait for the device (``nonzero``)."""
+    return mask.view(-1, *([1] * (like.dim() - 1)))

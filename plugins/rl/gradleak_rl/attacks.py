@@ -19,7 +19,7 @@ import torch
 
 from gradleak import Attack, AttackerView, Prior, Reconstruction, Update
 from gradleak.config import param, require_positive
-from gradleak.engine import CandidateUpdate, l2, last_layer
+from gradleak.engine import CandidateUpdate, l2, last_layer, per_restart
 from gradleak.engine.optim import cosine_schedule
 from gradleak.errors import DataError
 
@@ -64,42 +64,44 @@ def match_update(view: AttackerView, update: Update, space: TransitionSpace, pri
 
     best_total = torch.full((restarts,), float("inf"), device=z.device, dtype=dtype)
     best_z = z.detach().clone()
-    for begin, stop in ((0, switch), (switch, iterations)):
-        if stop <= begin:
-            continue
-        last = stop == iterations
-        step = lr
-        if begin > 0:
-            with torch.no_grad():
-                if first is not space:
-                    z.copy_(space.encode(first.decode(z)))
-                space.project(z)
-                best_z = z.detach().clone()
-            step = lr * refine_lr
-        opt = torch.optim.Adam([z], lr=step)
-        lr_at = cosine_schedule(stop - begin)
-        for it in range(begin, stop):
-            for group in opt.param_groups:
-                group["lr"] = step * lr_at(it - begin)
-            opt.zero_grad()
-            _, total = evaluate(space if last else first, with_priors=last)
-            finite = torch.isfinite(total)
-            torch.where(finite, total, torch.zeros_like(total)).sum().backward()
-            with torch.no_grad():
-                better = finite & (total < best_total) if last else finite
-                best_total = torch.where(better, total.detach(), best_total) if last else best_total
-                best_z[better] = z.detach()[better]
-                z.grad[~finite] = 0
-            opt.step()
-            with torch.no_grad():
-                bad = ~torch.isfinite(z).flatten(1).all(1)
-                z[bad] = best_z[bad]
-            if it % 10 == 0 or it == iterations - 1:
-                view.report(it + 1, iterations, float(best_total.min()))
-    with torch.no_grad():
-        z.copy_(best_z)
-    with torch.enable_grad():
-        matching, total = evaluate()
+    with fn.numerics():  # the chosen precision, backward passes included
+        for begin, stop in ((0, switch), (switch, iterations)):
+            if stop <= begin:
+                continue
+            last = stop == iterations
+            step = lr
+            if begin > 0:
+                with torch.no_grad():
+                    if first is not space:
+                        z.copy_(space.encode(first.decode(z)))
+                    space.project(z)
+                    best_z = z.detach().clone()
+                step = lr * refine_lr
+            opt = torch.optim.Adam([z], lr=step)
+            lr_at = cosine_schedule(stop - begin)
+            for it in range(begin, stop):
+                for group in opt.param_groups:
+                    group["lr"] = step * lr_at(it - begin)
+                opt.zero_grad()
+                _, total = evaluate(space if last else first, with_priors=last)
+                finite = torch.isfinite(total)
+                torch.where(finite, total, torch.zeros_like(total)).sum().backward()
+                with torch.no_grad():
+                    better = finite & (total < best_total) if last else finite
+                    best_total = torch.where(better, total.detach(), best_total) if last else best_total
+                    # torch.where, not masked assignments: boolean indexing waits for the device (nonzero).
+                    best_z.copy_(torch.where(per_restart(better, z), z.detach(), best_z))
+                    z.grad.copy_(torch.where(per_restart(finite, z), z.grad, 0.0))
+                opt.step()
+                with torch.no_grad():
+                    good = torch.isfinite(z).flatten(1).all(1)
+                    z.copy_(torch.where(per_restart(good, z), z, best_z))
+                if view.progress is not None and (it % 10 == 0 or it == iterations - 1):
+                    view.report(it + 1, iterations, float(best_total.min()))
+        with torch.no_grad():
+            z.copy_(best_z)
+        with torch.enable_grad():
+            matching, total = evaluate()
     total = torch.where(torch.isfinite(total), total.detach(), torch.full_like(total, float("inf")))
     best = int(total.argmin())
     with torch.no_grad():
