@@ -166,10 +166,18 @@ class CandidateUpdate:
         if self.device.type != "cuda":
             yield
             return
-        mode = "tf32" if self.precision == "tf32" else "ieee"
+        tf32 = self.precision == "tf32"
+        if not hasattr(torch.backends.cuda.matmul, "fp32_precision"):  # torch < 2.9: the older flags
+            before_flags = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
+            try:
+                yield
+            finally:
+                torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before_flags
+            return
         matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
         before = (matmul.fp32_precision, conv.fp32_precision)
-        matmul.fp32_precision = conv.fp32_precision = mode
+        matmul.fp32_precision = conv.fp32_precision = "tf32" if tf32 else "ieee"
         try:
             yield
         finally:
