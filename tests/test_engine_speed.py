@@ -99,6 +99,10 @@ def test_unknown_precision_is_refused_naming_the_choices(options, monkeypatch):
     monkeypatch.setenv("GRADLEAK_PRECISION", "fp16")
     with pytest.raises(gradleak.ConfigError, match="GRADLEAK_PRECISION='fp16'.*fp32, tf32, bf16"):
         functional._from_environment()
+    monkeypatch.setenv("GRADLEAK_PRECISION", "fp32")
+    monkeypatch.setenv("GRADLEAK_CHANNELS_LAST", "maybe")
+    with pytest.raises(gradleak.ConfigError, match="GRADLEAK_CHANNELS_LAST='maybe' is not a switch; use 1 or 0"):
+        functional._from_environment()
 
 
 class DeviceReads(TorchDispatchMode):

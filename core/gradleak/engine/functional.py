@@ -63,12 +63,16 @@ def _from_environment() -> Acceleration:
 
 
 def _flag(name: str) -> bool:
-    return os.environ.get(name, "0").lower() in ("1", "true", "yes")
+    value = os.environ.get(name, "0").lower()
+    if value not in ("0", "1", "true", "false", "yes", "no", ""):
+        raise ConfigError(f"{name}={value!r} is not a switch; use 1 or 0")
+    return value in ("1", "true", "yes")
 
 
 PRECISIONS = ("fp32", "tf32", "bf16")
 
-#: The options set by :func:`accelerate`; ``None``: read ``GRADLEAK_COMPILE`` / ``GRADLEAK_PRECISION``.
+#: The options set by :func:`accelerate`; ``None``: read ``GRADLEAK_COMPILE``, ``GRADLEAK_PRECISION`` and
+#: ``GRADLEAK_CHANNELS_LAST``.
 _ACCELERATION: Acceleration | None = None
 
 
