@@ -14,6 +14,9 @@ from gradleak import (Attack, AttackerView, AttackFailed, Batch, ConfigError, In
 from gradleak.config import require_count
 
 from .exact import images, input_layer, labels_from_inputs, layer_gradients
+from .spear_verify import NextLayer, accepted, complete, matching, solve
+
+__all__ = ["Spear", "SpearConfig", "accepted", "low_rank_factors", "matching", "search", "solve"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,9 @@ class SpearConfig:
                                  "submatrices, far fewer draws); False: SPEAR's plain draws of b-1 rows")
     slack: int = param(1, "units with a zero gradient that the recovered batch may leave active (a downstream "
                           "gradient cancelling by chance); a selection with more is refused")
+    next_layer: bool = param(True, "when a selection fails, fix one direction the first layer leaves free (a "
+                                   "nested pair of activation patterns) from the next layer's gradient; False: "
+                                   "the first layer only, as in the paper")
 
     def validate(self, owner: str) -> None:
         require_count(self, owner, "samples", "chunk")
@@ -311,10 +317,13 @@ class Spear(Attack):
       ``verification`` (a wrong direction), never silently wrong. The default budget, 4 * 10^5 draws, covers
       the hardest b = 8 batch of built-in crops we met (3.5 * 10^5 draws; most need 10^4).
 
-    Known limit (of the method, not the budget): when the zero set of one sample lies inside another's (image
-    i inactive wherever image j is), the first layer fixes neither q_i within span(q_i, q_j) nor x_j (any
-    x_j - s x_i with the same activation pattern fits dL/dW, dL/db and the ReLU zeros); such a batch fails
-    ``verification`` (1 of 8 batches of 8 built-in crops).
+    Nested activation patterns (a limit of the first layer, not of the budget): when the zero set of one
+    sample lies inside another's (image i inactive wherever image j is), the first layer fixes neither q_i
+    within span(q_i, q_j) nor x_j (any x_j - s x_i with the same activation pattern fits dL/dW, dL/db and the
+    ReLU zeros); 1 of 8 batches of 8 built-in crops has such a pair. With ``next_layer`` (our extension, on by
+    default) a selection of b-1 true directions and one wrong one is completed from the next linear layer's
+    gradient, whose row space must hold every sample's hidden activation (:func:`.spear_verify.complete`),
+    and then re-scored by sparsity matching; two nested pairs in one batch still fail ``verification``.
     Needs the input layer of an FC ReLU network (``vision/mlp``); labels come from the last layer once the
     inputs are known. Computed in float64.
     """
@@ -343,9 +352,27 @@ class Spear(Attack):
             raise AttackFailed("rank", f"only {len(L)} units of layer '{layer.name}' are active for the batch of "
                                        f"{b}; SPEAR needs more active units than samples")
 
+        nxt = NextLayer.find(view.model, layer, update, b, c.rank_tol) if c.next_layer and b > 1 else None
+        match = accepted(c, len(L), b)
+        completed: dict[bytes, tuple[torch.Tensor, torch.Tensor, int]] = {}  # by selection: improve() tries many
+
         def score(Q: torch.Tensor) -> float:
             solved = solve(L, R, db, Q)
-            return -1.0 if solved is None else matching(solved[0], solved[1], W, bias, c.zero_tol)
+            if solved is None:
+                return -1.0
+            coeff = matching(solved[0], solved[1], W, bias, c.zero_tol)
+            if nxt is None or (coeff >= match and nxt.holds(solved[1])):
+                return coeff
+            # A nested pair lets a wrong direction match every ReLU zero: the next layer decides.
+            done = complete(solved[1], solved[0], alive, nxt, c.zero_tol)
+            if done is None:
+                return coeff - 1.0 if coeff >= match else coeff
+            dZt = (dW @ torch.linalg.pinv(done[0]))[alive]  # the first layer re-solved for the completed batch
+            fixed = matching(dZt, done[0], W, bias, c.zero_tol)
+            if fixed >= match:
+                completed[Q.cpu().numpy().tobytes()] = dZt, done[0], done[1]
+                return fixed
+            return coeff - 1.0 if coeff >= match else coeff
 
         if b == 1:
             Q = torch.ones((1, 1), dtype=L.dtype, device=L.device)
@@ -360,46 +387,18 @@ class Spear(Attack):
         solved = solve(L, R, db, Q)
         if solved is None:
             raise AttackFailed("scale", "a sample's bias gradient vanishes; its scale cannot be recovered")
-        if coeff < accepted(c, len(L), b):
-            raise AttackFailed("verification", f"best sparsity-matching coefficient {coeff:.4f} < "
-                                               f"{accepted(c, len(L), b):.4f} after "
-                                               f"{tried} samples ({found} candidate directions): a sample's "
+        if coeff < match:
+            raise AttackFailed("verification", f"best sparsity-matching coefficient {coeff:.4f} < {match:.4f} "
+                                               f"after {tried} samples ({found} candidate directions): a sample's "
                                                "direction was not found; raise --budget")
+        slot = None
+        if Q.cpu().numpy().tobytes() in completed:
+            *solved, slot = completed[Q.cpu().numpy().tobytes()]
         dZt, X = solved
         data = images(X, view)
         labels = labels_from_inputs(view, update, data)
         residual = float((dZt @ X - dW[alive]).norm() / dW.norm())
         return Reconstruction(Batch(data, labels, "image"),
                               info={"layer": layer.name, "samples": tried, "candidates": found,
-                                    "sparsity_matching": coeff, "residual": residual})
+                                    "sparsity_matching": coeff, "residual": residual, "next_layer_slot": slot})
 
-
-def solve(L: torch.Tensor, R: torch.Tensor, db: torch.Tensor, Q: torch.Tensor
-          ) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """Scales from dL/db = L Q c (least squares), then dL/dZ^T = L Q diag(c) and X = (Q diag(c))^{-1} R; None
-    when a scale vanishes."""
-    scales = torch.linalg.lstsq(L @ Q, db[:, None]).solution.flatten()
-    if bool((scales.abs() < 1e-12 * scales.abs().max()).any()):
-        return None
-    return L @ (Q * scales), torch.linalg.solve(Q * scales, R)
-
-
-def accepted(c: SpearConfig, m: int, b: int) -> float:
-    """The lowest score a selection is accepted with: at most ``slack`` of the ``m * b`` pairs mismatched."""
-    return 1.0 - (c.slack + 0.5) / (m * b)
-
-
-def matching(dZt: torch.Tensor, X: torch.Tensor, W: torch.Tensor, bias: torch.Tensor, zero_tol: float) -> float:
-    """The sparsity-matching coefficient: the fraction of (unit, sample) pairs where the recovered batch's
-    pre-activation ``W x + b`` is <= 0 exactly where the gradient's entry ``dL/dZ`` is zero, minus 1 when a
-    unit with a non-zero gradient is inactive for the recovered batch (beyond float error).
-
-    The two kinds of mismatch differ: an active unit may get a zero gradient by chance (its downstream
-    gradient cancels to ~1e-7 of the largest; we saw one in 660 pairs at b = 4), but ReLU never passes a
-    gradient to an inactive unit, so the true batch has none of the second kind while a wrong direction
-    produces many. The penalty keeps every selection with such a unit below every selection without."""
-    zero = dZt.abs() < zero_tol * dZt.abs().amax(0, keepdim=True)
-    Z = (X @ W.T + bias).T
-    coeff = float((zero == (Z <= 0)).double().mean())
-    impossible = bool((~zero & (Z < -1e-6 * Z.abs().amax(0, keepdim=True))).any())
-    return coeff - 1.0 if impossible else coeff

@@ -116,3 +116,62 @@ def test_spear_search_disaggregates_correlated_relu_gradients(b):
     rec = solve(L, R, db, Q)[1]
     err = torch.cdist(rec, X).min(0).values.max()  # every input recovered (order is not identifiable)
     assert err < 1e-8 * X.norm(dim=1).min(), err
+
+
+def _two_layer_gradients(b: int, seed: int):
+    """A ReLU layer followed by a linear one on non-negative inputs: the first layer's SPEAR factors, the true
+    disaggregation directions and the next layer's row-space basis."""
+    from gradleak_vision.spear_verify import NextLayer
+
+    g = torch.Generator().manual_seed(seed)
+    n, m, k = 64, 200, 10
+    X = torch.rand(b, n, generator=g, dtype=torch.float64)
+    W1 = (torch.rand(m, n, generator=g, dtype=torch.float64) - 0.5) / n**0.5
+    b1 = (torch.rand(m, generator=g, dtype=torch.float64) - 0.5) / n**0.5
+    W2 = torch.randn(k, m, generator=g, dtype=torch.float64) / m**0.5
+    Z = X @ W1.T + b1
+    dZ2 = torch.randn(b, k, generator=g, dtype=torch.float64)
+    dZ1 = (dZ2 @ W2) * (Z > 0)
+    dW1, db1, dW2 = dZ1.T @ X, dZ1.sum(0), dZ2.T @ torch.relu(Z)
+    L, R = low_rank_factors(dW1, b, 1e-10)
+    Q = torch.linalg.inv(X @ torch.linalg.pinv(R))  # X = Q^{-1} R up to the scales solve() fits
+    nxt = NextLayer(W1, b1, torch.linalg.svd(dW2, full_matrices=False).Vh[:b])
+    return X, L, R, db1, Q / Q.norm(dim=0), nxt
+
+
+def test_next_layer_completes_one_wrong_direction():
+    """With b-1 true directions and any wrong one, the first layer gives one input exactly and the others on
+    lines through it; the next layer's gradient row space picks the point on each line (spear_verify.complete):
+    the whole batch to float precision. Two wrong directions leave planes, and the completion refuses."""
+    from gradleak_vision.spear_verify import complete
+
+    b = 6
+    X, L, R, db, Q, nxt = _two_layer_gradients(b, seed=1)
+    alive = torch.ones(len(L), dtype=torch.bool)
+    g = torch.Generator().manual_seed(0)
+    wrong = Q.clone()
+    wrong[:, 2] = torch.randn(b, generator=g, dtype=torch.float64)
+    dZt, Xw = solve(L, R, db, wrong)
+    assert torch.cdist(Xw, X).min(1).values.max() > 1e-2  # the wrong direction corrupts the batch
+    done = complete(Xw, dZt, alive, nxt, 1e-5)
+    assert done is not None and done[1] == 2
+    assert torch.cdist(done[0], X).min(1).values.max() < 1e-8
+    wrong[:, 4] = torch.randn(b, generator=g, dtype=torch.float64)
+    dZt, Xw = solve(L, R, db, wrong)
+    assert complete(Xw, dZt, alive, nxt, 1e-5) is None
+
+
+def test_spear_recovers_a_batch_with_a_nested_activation_pattern():
+    """Built-in crops 8-15 on vision/mlp: image 4 is inactive only where image 3 is, so the first layer leaves
+    q_4 free (SPEAR alone failed this batch after 4 * 10^5 draws). The next layer completes it: every image
+    exact, labels exact (about 10 s: the search stops at the first accepted selection)."""
+    import tempfile
+    from pathlib import Path
+
+    from gradleak_vision.data import photo_crops
+
+    path = Path(tempfile.mkdtemp()) / "crops.npy"
+    np.save(path, photo_crops().data.numpy()[8:16])
+    result = gradleak.run("vision/mlp", "spear", data=str(path), batch_size=8, device="cpu", seed=0)
+    assert result.failed == 0 and min(psnrs(result)) >= EXACT_DB, result.per_sample
+    assert result.metrics["label_acc"] == 1.0
