@@ -251,10 +251,3 @@ def _shortlist(dist: torch.Tensor, options: torch.Tensor, current: torch.Tensor,
     now = int((options == current).nonzero()[0])
     rest = [int(i) for i in dist.argsort() if int(i) != now][:width]
     return torch.tensor([now, *rest], dtype=torch.long, device=options.device)
-
-
-def _shortlist(dist: torch.Tensor, options: torch.Tensor, current: torch.Tensor, width: int) -> torch.Tensor:
-    """Indices into ``options``: the current token's first, then the ``width`` closest others."""
-    now = int((options == current).nonzero()[0])
-    rest = [int(i) for i in dist.argsort() if int(i) != now][:width]
-    return torch.tensor([now, *rest], dtype=torch.long, device=options.device)
