@@ -33,9 +33,9 @@ class SpearConfig:
                                  "submatrices, far fewer draws); False: SPEAR's plain draws of b-1 rows")
     slack: int = param(1, "units with a zero gradient that the recovered batch may leave active (a downstream "
                           "gradient cancelling by chance); a selection with more is refused")
-    next_layer: bool = param(True, "when a selection fails, fix one direction the first layer leaves free (a "
-                                   "nested pair of activation patterns) from the next layer's gradient; False: "
-                                   "the first layer only, as in the paper")
+    next_layer: bool = param(True, "check selections against the next layer's gradient and complete one "
+                                   "direction the first layer leaves free (nested activation patterns); False: "
+                                   "the first layer alone, as in the paper")
 
     def validate(self, owner: str) -> None:
         require_count(self, owner, "samples", "chunk")
