@@ -98,7 +98,17 @@ def main() -> None:
                     help="SGD steps on public crops first, so that BN running statistics are not the identity")
     ap.add_argument("--train-attacks", default="gia-running,inverting-gradients")
     ap.add_argument("--tag", default="cpu")
+    ap.add_argument("--merge", nargs="+", metavar="TAG",
+                    help="only merge the runs of these tags (e.g. one per seed, run in parallel) into --tag")
+    ap.add_argument("--table", action="store_true", help="only print the README's Markdown table of --tag")
     args = ap.parse_args()
+    if args.table:
+        done = json.loads((Path(__file__).parent / "results" / f"feasibility-{args.tag}.json").read_text())
+        print(table(done["runs"], done["scale"]["widths"]))
+        return
+    if args.merge:
+        merge(args.merge, args.tag)
+        return
     torch.set_num_threads(args.threads)
     widths = [int(w) for w in args.widths.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -127,6 +137,32 @@ def main() -> None:
             out.write_text(json.dumps({"paper": PAPER, "scale": scale, "runs": runs,
                                        "summary": summarise(runs, widths)}, indent=1))
     print(json.dumps(summarise(runs, widths), indent=1))
+
+
+def table(runs: list[dict], widths: list[int]) -> str:
+    """Mean PSNR (dB, over seeds) per mode, width and attack (rows) and normalization x skips (columns)."""
+    cols = [("pre", True), ("pre", False), ("post", True), ("post", False)]
+    lines = ["| mode | attack | " + " | ".join(f"{n}, {'skips' if k else 'no skips'}" for n, k in cols) + " |",
+             "|---" * (len(cols) + 2) + "|"]
+    attacks = sorted({r["cell"]["attack"] for r in runs if r["cell"]["mode"] == "train"})
+    for mode, attack in [("eval", "inverting-gradients")] + [("train", a) for a in attacks]:
+        for w in widths:
+            cells = [mean_psnr(runs, mode=mode, attack=attack, norm=n, skips=k, width=w) for n, k in cols]
+            shown = ["-" if v is None else f"{v:.1f}" for v in cells]
+            lines.append(f"| {mode}, width {w} | {attack} | " + " | ".join(shown) + " |")
+    return "\n".join(lines)
+
+
+def merge(tags: list[str], tag: str) -> None:
+    """One results file from several (the same grid and scale, other seeds), with the checks over all runs."""
+    results = Path(__file__).parent / "results"
+    parts = [json.loads((results / f"feasibility-{t}.json").read_text()) for t in tags]
+    scale = {**parts[0]["scale"], "seeds": sorted({s for p in parts for s in p["scale"]["seeds"]}), "merged_from": tags}
+    runs = [r for p in parts for r in p["runs"]]
+    summary = summarise(runs, scale["widths"])
+    (results / f"feasibility-{tag}.json").write_text(json.dumps({"paper": PAPER, "scale": scale, "runs": runs,
+                                                                 "summary": summary}, indent=1))
+    print(json.dumps(summary, indent=1))
 
 
 if __name__ == "__main__":
