@@ -93,6 +93,25 @@ def test_numerics_holds_cuda_fp32_precision_during_the_loop_and_restores_it(opti
     assert (matmul.fp32_precision, conv.fp32_precision) == before
 
 
+@pytest.mark.parametrize("precision, inside", [("fp32", False), ("tf32", True)])
+def test_numerics_uses_the_allow_tf32_flags_before_torch_2_9(options, monkeypatch, precision, inside):
+    """torch < 2.9 has no ``fp32_precision``: the same hold and restore goes through ``allow_tf32``."""
+    from types import SimpleNamespace
+
+    options.accelerate(precision=precision)
+    view, update, _ = convnet_round()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fn = CandidateUpdate(view, update)
+    fn.device = torch.device("cuda")
+    old_matmul = SimpleNamespace(allow_tf32=not inside)
+    monkeypatch.setattr(torch.backends.cuda, "matmul", old_matmul)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", not inside)
+    with fn.numerics():
+        assert (old_matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (inside, inside)
+    assert (old_matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (not inside, not inside)
+
+
 def test_unknown_precision_is_refused_naming_the_choices(options, monkeypatch):
     with pytest.raises(gradleak.ConfigError, match="fp32, tf32, bf16"):
         options.accelerate(precision="fp16")

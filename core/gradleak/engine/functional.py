@@ -171,21 +171,20 @@ class CandidateUpdate:
             yield
             return
         tf32 = self.precision == "tf32"
-        if not hasattr(torch.backends.cuda.matmul, "fp32_precision"):  # torch < 2.9: the older flags
-            before_flags = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
-            try:
-                yield
-            finally:
-                torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before_flags
-            return
-        matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
-        before = (matmul.fp32_precision, conv.fp32_precision)
-        matmul.fp32_precision = conv.fp32_precision = "tf32" if tf32 else "ieee"
+        matmul = torch.backends.cuda.matmul
+        if hasattr(matmul, "fp32_precision"):
+            mode = "tf32" if tf32 else "ieee"
+            held = [(matmul, "fp32_precision", mode), (torch.backends.cudnn.conv, "fp32_precision", mode)]
+        else:  # torch < 2.9: the older flags
+            held = [(matmul, "allow_tf32", tf32), (torch.backends.cudnn, "allow_tf32", tf32)]
+        before = [getattr(owner, name) for owner, name, _ in held]
+        for owner, name, value in held:
+            setattr(owner, name, value)
         try:
             yield
         finally:
-            matmul.fp32_precision, conv.fp32_precision = before
+            for (owner, name, _), value in zip(held, before):
+                setattr(owner, name, value)
 
     def _loss(self, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         out = functional_call(self.model, (params, self.frozen, self.buffers), (x,))
