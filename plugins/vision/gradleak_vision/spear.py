@@ -356,6 +356,9 @@ class Spear(Attack):
         match = accepted(c, len(L), b)
         completed: dict[bytes, tuple[torch.Tensor, torch.Tensor, int]] = {}  # by selection: improve() tries many
 
+        def key(Q: torch.Tensor) -> bytes:
+            return Q.cpu().numpy().tobytes()
+
         def score(Q: torch.Tensor) -> float:
             solved = solve(L, R, db, Q)
             if solved is None:
@@ -363,15 +366,14 @@ class Spear(Attack):
             coeff = matching(solved[0], solved[1], W, bias, c.zero_tol)
             if nxt is None or (coeff >= match and nxt.holds(solved[1])):
                 return coeff
-            # A nested pair lets a wrong direction match every ReLU zero: the next layer decides.
             done = complete(solved[1], solved[0], alive, nxt, c.zero_tol)
-            if done is None:
-                return coeff - 1.0 if coeff >= match else coeff
-            dZt = (dW @ torch.linalg.pinv(done[0]))[alive]  # the first layer re-solved for the completed batch
-            fixed = matching(dZt, done[0], W, bias, c.zero_tol)
-            if fixed >= match:
-                completed[Q.cpu().numpy().tobytes()] = dZt, done[0], done[1]
-                return fixed
+            if done is not None:
+                dZt = (dW @ torch.linalg.pinv(done[0]))[alive]  # the first layer re-solved for the completed batch
+                fixed = matching(dZt, done[0], W, bias, c.zero_tol)
+                if fixed >= match:
+                    completed[key(Q)] = dZt, done[0], done[1]
+                    return fixed
+            # A nested pair lets a wrong direction match every ReLU zero: off the next layer's span, it is wrong.
             return coeff - 1.0 if coeff >= match else coeff
 
         if b == 1:
@@ -392,8 +394,8 @@ class Spear(Attack):
                                                f"after {tried} samples ({found} candidate directions): a sample's "
                                                "direction was not found; raise --budget")
         slot = None
-        if Q.cpu().numpy().tobytes() in completed:
-            *solved, slot = completed[Q.cpu().numpy().tobytes()]
+        if key(Q) in completed:
+            *solved, slot = completed[key(Q)]
         dZt, X = solved
         data = images(X, view)
         labels = labels_from_inputs(view, update, data)

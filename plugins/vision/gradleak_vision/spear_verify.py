@@ -42,6 +42,11 @@ def accepted(c: SpearConfig, m: int, b: int) -> float:
     return 1.0 - (c.slack + 0.5) / (m * b)
 
 
+def gradient_zeros(dZt: torch.Tensor, zero_tol: float) -> torch.Tensor:
+    """Entries of ``dL/dZ^T`` (units x samples) below ``zero_tol`` of their sample's largest: the ReLU's zeros."""
+    return dZt.abs() < zero_tol * dZt.abs().amax(0, keepdim=True)
+
+
 def matching(dZt: torch.Tensor, X: torch.Tensor, W: torch.Tensor, bias: torch.Tensor, zero_tol: float) -> float:
     """The sparsity-matching coefficient: the fraction of (unit, sample) pairs where the recovered batch's
     pre-activation ``W x + b`` is <= 0 exactly where the gradient's entry ``dL/dZ`` is zero, minus 1 when a
@@ -51,7 +56,7 @@ def matching(dZt: torch.Tensor, X: torch.Tensor, W: torch.Tensor, bias: torch.Te
     gradient cancels to ~1e-7 of the largest; we saw one in 660 pairs at b = 4), but ReLU never passes a
     gradient to an inactive unit, so the true batch has none of the second kind while a wrong direction
     produces many. The penalty keeps every selection with such a unit below every selection without."""
-    zero = dZt.abs() < zero_tol * dZt.abs().amax(0, keepdim=True)
+    zero = gradient_zeros(dZt, zero_tol)
     Z = (X @ W.T + bias).T
     coeff = float((zero == (Z <= 0)).double().mean())
     impossible = bool((~zero & (Z < -1e-6 * Z.abs().amax(0, keepdim=True))).any())
@@ -115,9 +120,8 @@ def complete(X: torch.Tensor, dZt: torch.Tensor, alive: torch.Tensor, nxt: NextL
     leaves one wrong direction; two leave a plane per sample, which this does not resolve.
     """
     b = len(X)
-    zero = dZt.abs() < zero_tol * dZt.abs().amax(0, keepdim=True)  # (alive units, b)
     active = torch.zeros((b, len(alive)), dtype=torch.bool, device=X.device)
-    active[:, alive] = ~zero.T
+    active[:, alive] = ~gradient_zeros(dZt, zero_tol).T
     Z = X @ nxt.weight.T + nxt.bias
     base = nxt.off_span(active * Z)
     for p in range(b):
