@@ -29,6 +29,8 @@ import torch
 
 import gradleak
 
+RESULTS = Path(__file__).parent / "results"
+
 PAPER = ("Valadi et al. 2025, abstract and feasibility figures: inference (eval) mode makes inversion far easier; "
          "in training mode attacks succeed only on shallow, wide models with skip connections and "
          "pre-activation normalization")
@@ -103,7 +105,7 @@ def main() -> None:
     ap.add_argument("--table", action="store_true", help="only print the README's Markdown table of --tag")
     args = ap.parse_args()
     if args.table:
-        done = json.loads((Path(__file__).parent / "results" / f"feasibility-{args.tag}.json").read_text())
+        done = json.loads((RESULTS / f"feasibility-{args.tag}.json").read_text())
         print(table(done["runs"], done["scale"]["widths"]))
         return
     if args.merge:
@@ -112,8 +114,6 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     widths = [int(w) for w in args.widths.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
-    out = Path(__file__).parent / "results" / f"feasibility-{args.tag}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
     scale = {"case": "vision/preact-resnet", "depth": args.depth, "stages": args.stages, "widths": widths,
              "batch_size": args.batch_size, "batches": args.batches, "iterations": args.iterations, "seeds": seeds,
              "labels": "known", "protocol": "fedsgd", "pretrain_steps": args.pretrain_steps, "data": "built-in photo crops", "device": "cpu",
@@ -134,8 +134,7 @@ def main() -> None:
             row["seconds"] = round(time.perf_counter() - start, 1)
             runs.append(row)
             print(json.dumps(row), flush=True)
-            out.write_text(json.dumps({"paper": PAPER, "scale": scale, "runs": runs,
-                                       "summary": summarise(runs, widths)}, indent=1))
+            write(args.tag, scale, runs)
     print(json.dumps(summarise(runs, widths), indent=1))
 
 
@@ -153,16 +152,20 @@ def table(runs: list[dict], widths: list[int]) -> str:
     return "\n".join(lines)
 
 
+def write(tag: str, scale: dict, runs: list[dict]) -> dict:
+    """``results/feasibility-<tag>.json`` with the runs and their checks; returns the summary."""
+    summary = summarise(runs, scale["widths"])
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"feasibility-{tag}.json").write_text(json.dumps({"paper": PAPER, "scale": scale, "runs": runs,
+                                                                 "summary": summary}, indent=1))
+    return summary
+
+
 def merge(tags: list[str], tag: str) -> None:
     """One results file from several (the same grid and scale, other seeds), with the checks over all runs."""
-    results = Path(__file__).parent / "results"
-    parts = [json.loads((results / f"feasibility-{t}.json").read_text()) for t in tags]
+    parts = [json.loads((RESULTS / f"feasibility-{t}.json").read_text()) for t in tags]
     scale = {**parts[0]["scale"], "seeds": sorted({s for p in parts for s in p["scale"]["seeds"]}), "merged_from": tags}
-    runs = [r for p in parts for r in p["runs"]]
-    summary = summarise(runs, scale["widths"])
-    (results / f"feasibility-{tag}.json").write_text(json.dumps({"paper": PAPER, "scale": scale, "runs": runs,
-                                                                 "summary": summary}, indent=1))
-    print(json.dumps(summary, indent=1))
+    print(json.dumps(write(tag, scale, [r for p in parts for r in p["runs"]]), indent=1))
 
 
 if __name__ == "__main__":
