@@ -44,17 +44,26 @@ NeurIPS 2024 (insait-institute/dager-gradient-inversion).
      layers; we take Q, K and V stacked, token type 0 (our cases have single sentences) and each layer's own
      numerical rank.
 
-   Once the batch holds more (token, position) pairs than distinct tokens plus positions, the span contains
+4. Peeling (our extension, :mod:`gradleak_text.peel`): a FedSGD update is the mean of per-sample gradients
+   and BERT has no batch statistics, so each sentence found is subtracted from the update as its own
+   gradient (under the label that lowers the second layer's rank, verified so); the spans, the token lists
+   and the sentence ends are then read again from the rest of the batch. Updates of several local steps
+   cannot be split that way and are searched without it, as before.
+
+   Once a batch holds more (token, position) pairs than distinct tokens plus positions, the span contains
    ``LN(E[v] + P[p])`` for most batch tokens ``v`` at most positions ``p`` (LayerNorm inputs are sums: the
    span of the pairs' inputs has at most distinct tokens + positions + 1 dimensions), so the token filter
    keeps ~all batch tokens everywhere (bert-minilm, 8 sentences: 120 per position at 33 of 38 positions,
    ``[SEP]`` among them). This is model-independent; the official code meets it too on BERT-base and has no
    remedy beyond ``maxB``. The second layer still separates sentences (its span has one dimension per
-   token of the batch, below the width), so such a batch is not beyond DAGER's rank condition, but the
-   encoder search has ~33 candidate lengths of ~120 tokens per position: given the true lengths, a
-   one-directional beam found 2 of the 8 sentences of the first such batch. Such a batch (more than
-   ``batch_size`` candidates at most positions) is refused with ``AttackFailed("rank")`` rather than
-   returning guesses.
+   token of the batch, below the width). Such a batch (more than the remaining batch size of candidates at
+   most positions) has its lists narrowed by the embedding gradients
+   (:func:`~gradleak_text.placement.placement_filter`: ~20 tokens per position instead of ~120 on that
+   batch) and its ends tried in the order of ``[SEP]``'s placement coefficient; every sentence found and
+   peeled brings the rest closer to independence, and after two or three sentences the token filter is
+   exact again. Without embedding gradients in the update such a batch is refused with
+   ``AttackFailed("rank")``, as is a batch whose second-layer gradient reaches ``width - rank_margin``
+   (then no sentence can be checked).
 
 Thresholds are relative distances (scale-free) computed in float64; DAGER's own are absolute (1e-5, 1e-3).
 """
@@ -72,6 +81,8 @@ from gradleak.config import require_positive
 
 from .data import TextData, pack, special_ids
 from .dager_encoder import EncoderSearch
+from .peel import Peeler
+from .placement import placement_filter
 from .span import Architecture, Basis, DecoderSteps, input_span, span_distance
 
 log = logging.getLogger(__name__)
@@ -119,52 +130,109 @@ class Dager(Attack):
                                        f"{limit} of width {arch.width}: the batch holds too many distinct tokens, "
                                        "or a defense added noise to the gradient; use smaller batches")
         basis2 = input_span(arch.gradient(update, 1), c.rank_tol)
-        candidates = self._token_candidates(arch, basis1)
+        if basis2.rank >= limit:
+            raise AttackFailed("rank", f"the second layer's gradient has rank {basis2.rank}, at or above the limit "
+                                       f"{limit} of width {arch.width}: the batch holds too many tokens to check "
+                                       "sentences against it; use smaller batches")
+        candidates = arch.token_candidates(basis1, c.l1_threshold)
         if not candidates or not candidates[0]:
             # Every sentence starts with the same token: when even it is off the span, the gradient's
             # numerical rank overstates the span (the batch is too large for the width).
             raise AttackFailed("rank", f"no token lies in the span of rank {basis1.rank} of the first layer's "
                                        f"gradient (width {arch.width}); the batch has too many tokens, or a "
                                        "defense changed the gradient")
-        crowded = sum(len(c) > view.batch_size for c in candidates[1:])
-        if arch.kind == "bert" and 2 * crowded > len(candidates) - 1:
-            # LayerNorm inputs are sums E[v] + P[p]: with more (token, position) pairs than distinct tokens plus
-            # positions, the pairs are linearly dependent and the span holds most batch tokens at every
-            # position. Decoders still separate them left to right; an encoder search has nothing to go on.
-            raise AttackFailed("rank", f"the first layer's span admits more than {view.batch_size} tokens at "
-                                       f"{crowded} of {len(candidates) - 1} positions: the batch's (token, "
-                                       f"position) pairs are not linearly independent (rank {basis1.rank}); "
-                                       "use smaller batches")
         sample: TextData = _template(view)
         if arch.kind == "gpt2":
             found = self._decode(arch, basis2, candidates, sample)
+            exact = sum(score < c.l2_threshold for _, score in found)
         else:
-            search = EncoderSearch(arch, basis2, c, *special_ids(sample.tokenizer, sample.style))
-            found = search.run(candidates, view.generator, view.batch_size)
+            found, exact = self._encode(arch, view, update, candidates, sample)
         sequences = _choose(found, view.batch_size, c.l2_threshold)
         if not sequences:
             raise AttackFailed("search", "no sequence passed the second layer's span check")
-        exact = sum(score < c.l2_threshold for _, score in found)
         data = pack([list(s) for s in sequences], sample.tokenizer, sample.style, sample.pad_id, view.device)
         labels = _labels(view, update)
         return Reconstruction(Batch(data, labels, "text"), objective=None, info={
             "rank": basis1.rank, "rank2": basis2.rank, "candidates_per_position": [len(s) for s in candidates],
             "exact_sequences": exact, "seconds": time.perf_counter() - start})
 
-    # ------------------------------------------------------------------------------------------ token filter
+    # ------------------------------------------------------------------------------------------ encoders
 
-    def _token_candidates(self, arch: Architecture, basis: Basis) -> list[list[int]]:
-        """Per position, the tokens in the span; stops at the first position with none."""
-        positions = int(arch.position.shape[0])
-        out: list[list[int]] = []
-        for first in range(0, positions, 32):
-            dist = arch.token_distances(basis, min(first + 32, positions))[:, first:]
-            for p in range(dist.shape[1]):
-                ok = (dist[:, p] < self.config.l1_threshold).nonzero().flatten()
-                if ok.numel() == 0:
-                    return out
-                out.append(ok[dist[ok, p].argsort()].tolist())
-        return out
+    def _encode(self, arch: Architecture, view: AttackerView, update: Update, candidates: list[list[int]],
+                sample: TextData) -> tuple[list[tuple[tuple[int, ...], float]], int]:
+        """Sentence ends in turn; each sentence found is peeled off the update (:mod:`gradleak_text.peel`) and
+        the spans, token lists and ends are read again from the rest. Returns every sentence scored and the
+        number of exact ones."""
+        c = self.config
+        start, end, pad = special_ids(sample.tokenizer, sample.style)
+        peeler = Peeler(arch, view, update, arch.span_tensors(), sample.tokenizer, sample.style, sample.pad_id,
+                        c.rank_tol)
+        found: dict[tuple[int, ...], float] = {}
+        exact: list[tuple[int, ...]] = []
+        tried: set[tuple] = set()
+        residual = update
+        while len(exact) < view.batch_size:
+            remaining = view.batch_size - peeler.peeled
+            lists, ends, crowded = self._narrow(arch, residual, candidates, remaining, (start, end, pad), not exact)
+            search = EncoderSearch(arch, input_span(arch.gradient(residual, 1), c.rank_tol), c, start, end, pad)
+            peeled = False
+            for e in ends:
+                middle = [[t for t in lists[p] if t not in (start, end, pad)] for p in range(1, e)]
+                key = (e, tuple(tuple(m) for m in middle), crowded)
+                if any(not m for m in middle) or key in tried:
+                    continue
+                tried.add(key)
+                log.debug("dager: end %d, %d found, %d to go, %.1f tokens per position", e, len(exact),
+                          remaining, sum(map(len, middle)) / max(len(middle), 1))
+                # A crowded length is tried once, briefly: each sentence peeled off makes it easier.
+                quick = crowded and peeler.available
+                for seq, score in search.length(middle, view.generator, first=peeler.available, quick=quick):
+                    found[seq] = min(score, found.get(seq, float("inf")))
+                    if score < c.l2_threshold and seq not in exact:
+                        exact.append(seq)
+                        if len(exact) < view.batch_size:
+                            peeled = peeler.peel(seq, most=remaining) or peeled
+                if peeled or len(exact) >= view.batch_size:
+                    break
+            if not peeled:
+                break
+            residual = peeler.update
+            basis1 = input_span(arch.gradient(residual, 0), c.rank_tol)
+            # The rest's span lies inside the batch's, so only tokens that passed before can pass now.
+            candidates = arch.token_candidates(basis1, c.l1_threshold, sorted({t for l in candidates for t in l}))
+            if not candidates:
+                break
+        return sorted(found.items(), key=lambda kv: kv[1]), len(exact)
+
+    def _narrow(self, arch: Architecture, update: Update, candidates: list[list[int]], remaining: int,
+                special: tuple[int, int, int], first: bool) -> tuple[list[list[int]], list[int], bool]:
+        """Token lists and sentence ends (positions whose list holds ``[SEP]``) to search, in order, and whether
+        the lists were crowded.
+
+        When the first layer's span admits more than ``remaining`` tokens at most positions (its (token,
+        position) pairs are linearly dependent, see the module docstring), the lists are narrowed by the
+        embedding gradients (:func:`~gradleak_text.placement.placement_filter`) and the ends taken in the
+        order of ``[SEP]``'s coefficients there; without those gradients the batch is refused (``first``) or
+        the search ends."""
+        start, end, _ = special
+        ends = [e for e in range(2, len(candidates)) if end in candidates[e]]
+        crowded = sum(len(l) > remaining for l in candidates[1:])
+        if 2 * crowded <= len(candidates) - 1:
+            return candidates, ends, False
+        word, position = arch.name(arch.word), arch.name(arch.position_weight)
+        if word not in update.tensors or position not in update.tensors:
+            if not first:
+                return candidates, [], True
+            raise AttackFailed("rank", f"the first layer's span admits more than {remaining} tokens at {crowded} "
+                                       f"of {len(candidates) - 1} positions (its (token, position) pairs are not "
+                                       "linearly independent) and the update has no embedding gradients to "
+                                       "place them; use smaller batches")
+        lists, coefficients = placement_filter(update.tensors[word], update.tensors[position], candidates,
+                                               (start, end))
+        weight = coefficients.get(end)
+        if weight is not None:
+            ends.sort(key=lambda e: -float(weight[e]))
+        return lists, ends, True
 
     # ------------------------------------------------------------------------------------------ decoders
 

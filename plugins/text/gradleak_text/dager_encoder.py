@@ -34,34 +34,17 @@ class EncoderSearch:
         self.start, self.end, self.pad = start, end, pad
         self.steps = EncoderSteps(arch)
 
-    def run(self, candidates: list[list[int]], generator: torch.Generator,
-            batch_size: int) -> list[tuple[tuple[int, ...], float]]:
-        """Per sentence end (a position holding ``[SEP]``), search the tokens in between; stops once
-        ``batch_size`` distinct sentences passed the second layer's check. Returns (sentence, mean second-layer
-        distance) pairs, best first."""
-        start, end, pad = self.start, self.end, self.pad
-        found: dict[tuple[int, ...], float] = {}
-        exact: dict[tuple[int, ...], float] = {}
-        ends = [e for e in range(2, len(candidates)) if end in candidates[e]]
-        for e in ends:
-            middle = [[t for t in candidates[p] if t not in (start, end, pad)] for p in range(1, e)]
-            if any(not m for m in middle):
-                continue
-            total = 1
-            for m in middle:
-                total *= len(m)
-            if total <= self.config.max_combinations:
-                combos = torch.tensor(list(itertools.product(*middle)), dtype=torch.long)
-                results = self._score_all(combos)
-            else:
-                results = self._chain(middle, generator)
-            for seq, score in results:
-                found[seq] = min(score, found.get(seq, float("inf")))
-                if score < self.config.l2_threshold:
-                    exact[seq] = score
-            if len(exact) >= batch_size:
-                break
-        return sorted(found.items(), key=lambda kv: kv[1])
+    def length(self, middle: list[list[int]], generator: torch.Generator,
+               first: bool = False, quick: bool = False) -> list[tuple[tuple[int, ...], float]]:
+        """Sentences ``[CLS] middle [SEP]`` with one candidate list per middle position; ``first`` stops at the
+        first sentence that passes the check, ``quick`` makes one start without polish (the caller comes back
+        to this length). Returns (sentence, mean second-layer distance) pairs."""
+        total = 1
+        for m in middle:
+            total *= len(m)
+        if total <= self.config.max_combinations:
+            return self._score_all(torch.tensor(list(itertools.product(*middle)), dtype=torch.long))
+        return self._chain(middle, generator, first, quick)
 
     def scores(self, middles: torch.Tensor) -> torch.Tensor:
         """Mean second-layer span distance of each sentence ``[CLS] middle [SEP]`` (one row of ``middles`` each)."""
@@ -79,20 +62,27 @@ class EncoderSearch:
         order = scores.argsort()[:64]
         return [((start, *combos[i].tolist(), end), float(scores[i])) for i in order]
 
-    def _chain(self, middle: list[list[int]], generator: torch.Generator) -> list[tuple[tuple[int, ...], float]]:
+    def _chain(self, middle: list[list[int]], generator: torch.Generator, first: bool = False,
+               quick: bool = False) -> list[tuple[tuple[int, ...], float]]:
         """One sentence length: beam passes from random starts (``restarts`` at most), each start refined by
         ``sweeps`` passes. After an exact hit the next start drops that sentence's token from every position
         with other candidates (DAGER's ``non-overlap`` heuristic), since several sentences can share a length;
-        a start that finds nothing new after a hit, or ``misses`` such starts, end the search of this length."""
+        a start that finds nothing new after a hit, or ``misses`` such starts, end the search of this length.
+        ``first``: return at the first hit (the caller peels it off the update and searches again); ``quick``:
+        one start, not polished."""
         out: list[tuple[tuple[int, ...], float]] = []
         options = [list(m) for m in middle]
         misses = 0
         for _restart in range(self.config.restarts):
             results = self._chain_start(options, generator)
+            if quick:
+                return results
             if not any(score < self.config.l2_threshold for _, score in results):
                 results.append(self._polish(middle, min(results, key=lambda r: r[1])))
             out.extend(results)
             hit = [s for s, score in results if score < self.config.l2_threshold]
+            if hit and first:
+                break
             if not hit:
                 misses += 1
                 # A second sentence of one length is rarer than the first: once the length gave one, the

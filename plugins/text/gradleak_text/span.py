@@ -139,12 +139,14 @@ class Architecture:
             emb = model.bert.embeddings
             self.word, self.ln = emb.word_embeddings.weight, emb.LayerNorm
             self.position = emb.position_embeddings.weight + emb.token_type_embeddings.weight[0]
+            self.position_weight = emb.position_embeddings.weight
             self.layers = [(l.attention.self.query, l.attention.self.key, l.attention.self.value)
                            for l in model.bert.encoder.layer]
         elif hasattr(model, "transformer") and hasattr(model.transformer, "wte"):
             self.kind = "gpt2"
             t = model.transformer
             self.word, self.position, self.ln = t.wte.weight, t.wpe.weight, t.h[0].ln_1
+            self.position_weight = t.wpe.weight
             self.layers = [(b.attn.c_attn,) for b in t.h]
         else:
             raise IncompatibleError("DAGER supports BERT- and GPT-2-family transformers (transformers' "
@@ -160,16 +162,43 @@ class Architecture:
         """``d x m`` matrix whose column space is the span of layer ``layer``'s attention inputs."""
         parts = []
         for module in self.layers[layer]:
-            g = update.tensors[self.names[id(module.weight)]].detach()
+            g = update.tensors[self.name(module.weight)].detach()
             # nn.Linear stores (out, in): its input span is the row space; GPT-2's Conv1D stores (in, out).
             parts.append(g if self.kind == "gpt2" else g.T)
         return torch.cat(parts, dim=1)
 
-    def token_distances(self, basis: Basis, positions: int) -> torch.Tensor:
-        """``(V, positions)`` span distances of every token at every position (layer-1 inputs)."""
+    def name(self, parameter: torch.Tensor) -> str:
+        """The update's key of one of the model's parameters."""
+        return self.names[id(parameter)]
+
+    def span_tensors(self) -> list[str]:
+        """The update's keys DAGER reads: the word and position embeddings and the first two layers' Q/K/V."""
+        return [self.name(self.word), self.name(self.position_weight),
+                *(self.name(m.weight) for layer in self.layers[:2] for m in layer)]
+
+    def token_distances(self, basis: Basis, positions: int, vocab: torch.Tensor | None = None) -> torch.Tensor:
+        """``(V, positions)`` span distances of every token (or of the ids ``vocab``) at every position
+        (layer-1 inputs)."""
+        word = self.word.detach() if vocab is None else self.word.detach()[vocab]
         with torch.no_grad():
-            return layer_norm_distances(self.word.detach(), self.position[:positions].detach(),
+            return layer_norm_distances(word, self.position[:positions].detach(),
                                         self.ln.weight.detach(), self.ln.bias.detach(), float(self.ln.eps), basis)
+
+    def token_candidates(self, basis: Basis, threshold: float, vocab: list[int] | None = None) -> list[list[int]]:
+        """Per position, the tokens (of ``vocab``, default all) whose layer-1 input lies within ``threshold``
+        of the span, closest first; stops at the first position with none."""
+        ids = None if vocab is None else torch.tensor(sorted(vocab), dtype=torch.long, device=self.word.device)
+        positions = int(self.position.shape[0])
+        out: list[list[int]] = []
+        for first in range(0, positions, 32):
+            dist = self.token_distances(basis, min(first + 32, positions), ids)[:, first:]
+            for p in range(dist.shape[1]):
+                ok = (dist[:, p] < threshold).nonzero().flatten()
+                if ok.numel() == 0:
+                    return out
+                ok = ok[dist[ok, p].argsort()]
+                out.append(ok.tolist() if ids is None else ids[ok].tolist())
+        return out
 
     def second_inputs(self, ids: torch.Tensor) -> torch.Tensor:
         """Inputs ``(N, L, d)`` of the second layer's attention projections for full sequences ``ids``."""

@@ -16,6 +16,16 @@ HELD_OUT = [
 ]
 
 
+#: Four more held-out sentences: with :data:`HELD_OUT` a batch of 8 whose first layer is crowded (more
+#: (token, position) pairs than distinct tokens plus positions).
+HELD_OUT_MORE = [
+    "the second act drags , but the ending lands with real force .",
+    "a gentle , patient film about two brothers and an old boat .",
+    "nothing in this loud sequel feels new or earned .",
+    "the cast sells every joke , even the ones that should not work .",
+]
+
+
 @pytest.fixture(autouse=True)
 def single_thread():
     before = torch.get_num_threads()
@@ -28,6 +38,13 @@ def single_thread():
 def held_out(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("text") / "held_out.txt"
     path.write_text("\n".join(HELD_OUT) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def held_out_8(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("text") / "held_out_8.txt"
+    path.write_text("\n".join(HELD_OUT + HELD_OUT_MORE) + "\n", encoding="utf-8")
     return path
 
 
