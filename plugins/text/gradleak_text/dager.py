@@ -170,23 +170,27 @@ class Dager(Attack):
         found: dict[tuple[int, ...], float] = {}
         exact: list[tuple[int, ...]] = []
         tried: set[tuple] = set()
-        residual = update
+        residual, level = update, 0
         while len(exact) < view.batch_size:
             remaining = view.batch_size - peeler.peeled
             lists, ends, crowded = self._narrow(arch, residual, candidates, remaining, (start, end, pad), not exact)
             search = EncoderSearch(arch, input_span(arch.gradient(residual, 1), c.rank_tol), c, start, end, pad)
+            # Widening passes over one residual: the likeliest ``remaining + 1`` ends first, then all of them; a
+            # crowded length is first tried briefly (each sentence peeled off makes it easier), then in full.
+            # The last position with any token is a sentence end for sure and comes first.
+            pool = ends[:remaining + 1] if level < 2 else ends
+            quick = crowded and peeler.available and level % 2 == 0
             peeled = False
-            for e in ends:
+            for e in pool:
                 middle = [[t for t in lists[p] if t not in (start, end, pad)] for p in range(1, e)]
-                key = (e, tuple(tuple(m) for m in middle), crowded)
+                brief = quick
+                key = (e, tuple(tuple(m) for m in middle), brief)
                 if any(not m for m in middle) or key in tried:
                     continue
                 tried.add(key)
                 log.debug("dager: end %d, %d found, %d to go, %.1f tokens per position", e, len(exact),
                           remaining, sum(map(len, middle)) / max(len(middle), 1))
-                # A crowded length is tried once, briefly: each sentence peeled off makes it easier.
-                quick = crowded and peeler.available
-                for seq, score in search.length(middle, view.generator, first=peeler.available, quick=quick):
+                for seq, score in search.length(middle, view.generator, first=peeler.available, quick=brief):
                     found[seq] = min(score, found.get(seq, float("inf")))
                     if score < c.l2_threshold and seq not in exact:
                         exact.append(seq)
@@ -195,11 +199,20 @@ class Dager(Attack):
                 if peeled or len(exact) >= view.batch_size:
                     break
             if not peeled:
-                break
-            residual = peeler.update
-            basis1 = input_span(arch.gradient(residual, 0), c.rank_tol)
+                log.debug("dager: level %d over ends %s found nothing; last position %d", level, pool, len(lists) - 1)
+                level += 1
+                if level > 3:
+                    break
+                continue
+            residual, level = peeler.update, 0
+            rest = arch.gradient(residual, 0)
+            basis1 = input_span(rest, c.rank_tol)
+            # The float32 rounding of the client's gradient stays in the residual while its signal shrinks, so
+            # relative distances of true tokens grow by the same factor (up to ~1e-5 after 7 of 8 sentences).
+            inflation = max(1.0, float(arch.gradient(update, 0).norm() / rest.norm().clamp_min(1e-30)))
             # The rest's span lies inside the batch's, so only tokens that passed before can pass now.
-            candidates = arch.token_candidates(basis1, c.l1_threshold, sorted({t for l in candidates for t in l}))
+            candidates = arch.token_candidates(basis1, c.l1_threshold * inflation,
+                                               sorted({t for l in candidates for t in l}))
             if not candidates:
                 break
         return sorted(found.items(), key=lambda kv: kv[1]), len(exact)
@@ -213,12 +226,14 @@ class Dager(Attack):
         position) pairs are linearly dependent, see the module docstring), the lists are narrowed by the
         embedding gradients (:func:`~gradleak_text.placement.placement_filter`) and the ends taken in the
         order of ``[SEP]``'s coefficients there; without those gradients the batch is refused (``first``) or
-        the search ends."""
+        the search ends. The last position with any token comes first: padding has no gradient, so it ends the
+        longest sentence (and only a sentence's end sits there)."""
         start, end, _ = special
         ends = [e for e in range(2, len(candidates)) if end in candidates[e]]
+        last = sorted(ends, key=lambda e: e != len(candidates) - 1)
         crowded = sum(len(l) > remaining for l in candidates[1:])
         if 2 * crowded <= len(candidates) - 1:
-            return candidates, ends, False
+            return candidates, last, False
         word, position = arch.name(arch.word), arch.name(arch.position_weight)
         if word not in update.tensors or position not in update.tensors:
             if not first:
@@ -232,7 +247,7 @@ class Dager(Attack):
         weight = coefficients.get(end)
         if weight is not None:
             ends.sort(key=lambda e: -float(weight[e]))
-        return lists, ends, True
+        return lists, sorted(ends, key=lambda e: e != len(candidates) - 1), True
 
     # ------------------------------------------------------------------------------------------ decoders
 

@@ -3,12 +3,14 @@ placement filter and peeling."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 import gradleak
-from gradleak import Update
+from gradleak import AttackFailed, Update
 from gradleak.view import AttackerView
 from gradleak_text.cases import BertMiniLM, BertTiny, GPT2Tiny
+from gradleak_text.dager import Dager
 from gradleak_text.modality import Text
 from gradleak_text.peel import Peeler
 from gradleak_text.placement import placement_filter
@@ -168,3 +170,17 @@ def test_dager_recovers_a_held_out_batch_of_8_on_bert_minilm_by_peeling(held_out
     result = gradleak.run("text/bert-minilm", "dager", data=held_out_8, batch_size=8, device="cpu")
     assert result.failed == 0
     assert result.metrics["exact"] == 1.0 and result.metrics["rouge1"] == 1.0
+
+
+def test_a_crowded_batch_without_embedding_gradients_is_refused_as_rank(held_out_8):
+    case = BertMiniLM()
+    model = case.build_model(torch.Generator().manual_seed(0))
+    batch = Text().select(case.load_data(held_out_8), torch.arange(8))
+    update = _update(case, model, batch)
+    arch = Architecture(model)
+    hidden = {arch.name(arch.word), arch.name(arch.position_weight)}
+    update = update.with_tensors({n: t for n, t in update.tensors.items() if n not in hidden})
+    view = AttackerView.granted(case, Text(), model, batch_size=8, sample_shape=(), generator=torch.Generator())
+    with pytest.raises(AttackFailed, match="no embedding gradients") as failure:
+        Dager().reconstruct(update, view)
+    assert failure.value.reason == "rank"
