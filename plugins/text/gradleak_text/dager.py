@@ -60,8 +60,14 @@ NeurIPS 2024 (insait-institute/dager-gradient-inversion).
    most positions) has its lists narrowed by the embedding gradients
    (:func:`~gradleak_text.placement.placement_filter`: ~20 tokens per position instead of ~120 on that
    batch) and its ends tried in the order of ``[SEP]``'s placement coefficient; every sentence found and
-   peeled brings the rest closer to independence, and after two or three sentences the token filter is
-   exact again. Without embedding gradients in the update such a batch is refused with
+   peeled brings the rest closer to independence, and after three or four sentences the token filter is
+   exact again. The last position with any token always comes first: padding has no gradient, so it is
+   the end of the longest sentence still in the residual. Each residual is searched in widening passes:
+   the ``remaining + 1`` likeliest ends, each once briefly (one start, no polish) while the lists are
+   crowded, then in full, then every end briefly and in full; the first sentence found ends the pass.
+   The residual keeps the float32 rounding of the whole batch's gradient while its signal shrinks, so the
+   token threshold grows by the ratio of the two gradients' norms (true tokens reach ~1e-5 relative
+   distance after 7 of 8 sentences). Without embedding gradients in the update such a batch is refused with
    ``AttackFailed("rank")``, as is a batch whose second-layer gradient reaches ``width - rank_margin``
    (then no sentence can be checked).
 
