@@ -58,13 +58,15 @@ NeurIPS 2024 (insait-institute/dager-gradient-inversion).
    remedy beyond ``maxB``. The second layer still separates sentences (its span has one dimension per
    token of the batch, below the width). Such a batch (more than the remaining batch size of candidates at
    most positions) has its lists narrowed by the embedding gradients
-   (:func:`~gradleak_text.placement.placement_filter`: ~20 tokens per position instead of ~120 on that
-   batch) and its ends tried in the order of ``[SEP]``'s placement coefficient; every sentence found and
+   (:func:`~gradleak_text.placement.placement_filter`: ~30 tokens per position instead of ~120 on that
+   batch; a repeated token gets only about ``1 / count`` at its true positions, so the cut is at 0, which
+   loses 2 to 6 of ~190 true pairs per batch, and -0.1 in the relaxed passes) and its ends tried in the order of ``[SEP]``'s placement coefficient; every sentence found and
    peeled brings the rest closer to independence, and after three or four sentences the token filter is
    exact again. The last position with any token always comes first: padding has no gradient, so it is
    the end of the longest sentence still in the residual. Each residual is searched in widening passes:
    the ``remaining + 1`` likeliest ends, each once briefly (one start, no polish) while the lists are
-   crowded, then in full, then every end briefly and in full; the first sentence found ends the pass.
+   crowded, then in full, then the same on relaxed lists, then every end briefly and in full; the first
+   sentence found ends the pass.
    The residual keeps the float32 rounding of the whole batch's gradient while its signal shrinks, so the
    token threshold grows by the ratio of the two gradients' norms (true tokens reach ~1e-5 relative
    distance after 7 of 8 sentences). Without embedding gradients in the update such a batch is refused with
@@ -179,12 +181,14 @@ class Dager(Attack):
         residual, level = update, 0
         while len(exact) < view.batch_size:
             remaining = view.batch_size - peeler.peeled
-            lists, ends, crowded = self._narrow(arch, residual, candidates, remaining, (start, end, pad), not exact)
+            lists, ends, crowded = self._narrow(arch, residual, candidates, remaining, (start, end, pad), not exact,
+                                                relaxed=level >= 2)
             search = EncoderSearch(arch, input_span(arch.gradient(residual, 1), c.rank_tol), c, start, end, pad)
-            # Widening passes over one residual: the likeliest ``remaining + 1`` ends first, then all of them; a
-            # crowded length is first tried briefly (each sentence peeled off makes it easier), then in full.
-            # The last position with any token is a sentence end for sure and comes first.
-            pool = ends[:remaining + 1] if level < 2 else ends
+            # Widening passes over one residual: the likeliest ``remaining + 1`` ends on the narrowed lists, then
+            # on relaxed lists, then every end; a crowded length is first tried briefly (each sentence peeled off
+            # makes it easier), then in full. The last position with any token is a sentence end for sure and
+            # comes first.
+            pool = ends[:remaining + 1] if level < 4 else ends
             quick = crowded and peeler.available and level % 2 == 0
             peeled = False
             for e in pool:
@@ -204,10 +208,12 @@ class Dager(Attack):
                             peeled = peeler.peel(seq, most=remaining) or peeled
                 if peeled or len(exact) >= view.batch_size:
                     break
+            if len(exact) >= view.batch_size:
+                break
             if not peeled:
                 log.debug("dager: level %d over ends %s found nothing; last position %d", level, pool, len(lists) - 1)
                 level += 1
-                if level > 3:
+                if level > 5:
                     break
                 continue
             residual, level = peeler.update, 0
@@ -224,7 +230,8 @@ class Dager(Attack):
         return sorted(found.items(), key=lambda kv: kv[1]), len(exact)
 
     def _narrow(self, arch: Architecture, update: Update, candidates: list[list[int]], remaining: int,
-                special: tuple[int, int, int], first: bool) -> tuple[list[list[int]], list[int], bool]:
+                special: tuple[int, int, int], first: bool,
+                relaxed: bool = False) -> tuple[list[list[int]], list[int], bool]:
         """Token lists and sentence ends (positions whose list holds ``[SEP]``) to search, in order, and whether
         the lists were crowded.
 
@@ -232,7 +239,9 @@ class Dager(Attack):
         position) pairs are linearly dependent, see the module docstring), the lists are narrowed by the
         embedding gradients (:func:`~gradleak_text.placement.placement_filter`) and the ends taken in the
         order of ``[SEP]``'s coefficients there; without those gradients the batch is refused (``first``) or
-        the search ends. The last position with any token comes first: padding has no gradient, so it ends the
+        the search ends. A token is kept where its coefficient is above 0, or above -0.1 when ``relaxed`` (the
+        widening passes after the likeliest ends failed): a token that occurs ``c`` times gets about ``1 / c``
+        at its true positions, within the fit's noise for the batch's commas and articles. The last position with any token comes first: padding has no gradient, so it ends the
         longest sentence (and only a sentence's end sits there)."""
         start, end, _ = special
         ends = [e for e in range(2, len(candidates)) if end in candidates[e]]
@@ -249,7 +258,7 @@ class Dager(Attack):
                                        "linearly independent) and the update has no embedding gradients to "
                                        "place them; use smaller batches")
         lists, coefficients = placement_filter(update.tensors[word], update.tensors[position], candidates,
-                                               (start, end))
+                                               (start, end), keep=0.0 if not relaxed else -0.1)
         weight = coefficients.get(end)
         if weight is not None:
             ends.sort(key=lambda e: -float(weight[e]))
