@@ -298,15 +298,24 @@ class EncoderSteps:
         with torch.no_grad():
             return self.embeddings(input_ids=ids, token_type_ids=torch.zeros_like(ids))
 
-    def at(self, x: torch.Tensor, position: int, candidates: torch.Tensor) -> torch.Tensor:
-        """``x``: first-layer inputs ``(R, L, d)`` of ``R`` sequences; ``candidates``: first-layer inputs
-        ``(k, d)`` of ``k`` tokens at ``position``. Returns the second layer's inputs ``(R, k, d)`` at ``position``
-        with each candidate put there."""
+    def kv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """First-layer keys and values ``(..., H, hd)`` of first-layer inputs ``x`` ``(..., d)``. Each depends on
+        one (token, position) pair only, so a search can compute them once per candidate and gather."""
+        with torch.no_grad():
+            attn = self.layer.attention.self
+            shape = (*x.shape[:-1], self.heads, self.head_size)
+            return attn.key(x).view(shape), attn.value(x).view(shape)
+
+    def at(self, x: torch.Tensor, position: int, candidates: torch.Tensor,
+           kv: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """``x``: first-layer inputs ``(R, L, d)`` of ``R`` sequences (``kv``: their keys and values, when the
+        caller has them); ``candidates``: first-layer inputs ``(k, d)`` of ``k`` tokens at ``position``. Returns
+        the second layer's inputs ``(R, k, d)`` at ``position`` with each candidate put there."""
         with torch.no_grad():
             attn = self.layer.attention.self
             R, L, d = x.shape
             k, H, hd = candidates.shape[0], self.heads, self.head_size
-            keys, values = attn.key(x).view(R, L, H, hd), attn.value(x).view(R, L, H, hd)
+            keys, values = kv if kv is not None else self.kv(x)
             q = attn.query(candidates).view(k, H, hd)
             kc, vc = attn.key(candidates).view(k, H, hd), attn.value(candidates).view(k, H, hd)
             scores = torch.einsum("khd,rlhd->rkhl", q, keys) * self.scaling
@@ -320,16 +329,17 @@ class EncoderSteps:
             h = self.layer.attention.output(out.reshape(R, k, d), residual)
             return self.layer.output(self.layer.intermediate(h), h)
 
-    def at_row(self, x: torch.Tensor, position: int, candidates: torch.Tensor, row: int) -> torch.Tensor:
+    def at_row(self, x: torch.Tensor, position: int, candidates: torch.Tensor, row: int,
+               kv: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """Like :meth:`at`, but the second layer's inputs ``(R, k, d)`` at another position ``row``: its query and
         residual stay, the key and value at ``position`` change with each candidate."""
         if row == position:
-            return self.at(x, position, candidates)
+            return self.at(x, position, candidates, kv)
         with torch.no_grad():
             attn = self.layer.attention.self
             R, L, d = x.shape
             k, H, hd = candidates.shape[0], self.heads, self.head_size
-            keys, values = attn.key(x).view(R, L, H, hd), attn.value(x).view(R, L, H, hd)
+            keys, values = kv if kv is not None else self.kv(x)
             q = attn.query(x[:, row]).view(R, H, hd)
             kc, vc = attn.key(candidates).view(k, H, hd), attn.value(candidates).view(k, H, hd)
             base = torch.einsum("rhd,rlhd->rhl", q, keys) * self.scaling
