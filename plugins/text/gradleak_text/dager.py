@@ -98,6 +98,10 @@ log = logging.getLogger(__name__)
 #: DAGER's ``distinct_thresh``: sequences agreeing on 70% of positions count as one sentence.
 _DISTINCT = 0.7
 
+#: The encoder's widening passes over one residual: (every end, relaxed lists, brief).
+_PASSES = ((False, False, True), (False, True, True), (False, False, False), (False, True, False),
+           (True, True, True), (True, True, False))
+
 
 @dataclass(frozen=True)
 class DagerConfig:
@@ -181,15 +185,16 @@ class Dager(Attack):
         residual, level = update, 0
         while len(exact) < view.batch_size:
             remaining = view.batch_size - peeler.peeled
+            # Widening passes over one residual (``_PASSES``): the likeliest ``remaining + 1`` ends, briefly on the
+            # narrowed then on relaxed lists (a brief pass is cheap, and a sentence often misses one token from
+            # the narrowed lists until others are peeled), then in full, then every end. The last position with
+            # any token is a sentence end for sure and comes first.
+            every, relaxed, brief = _PASSES[level]
             lists, ends, crowded = self._narrow(arch, residual, candidates, remaining, (start, end, pad), not exact,
-                                                relaxed=level >= 2)
+                                                relaxed=relaxed)
             search = EncoderSearch(arch, input_span(arch.gradient(residual, 1), c.rank_tol), c, start, end, pad)
-            # Widening passes over one residual: the likeliest ``remaining + 1`` ends on the narrowed lists, then
-            # on relaxed lists, then every end; a crowded length is first tried briefly (each sentence peeled off
-            # makes it easier), then in full. The last position with any token is a sentence end for sure and
-            # comes first.
-            pool = ends[:remaining + 1] if level < 4 else ends
-            quick = crowded and peeler.available and level % 2 == 0
+            pool = ends if every else ends[:remaining + 1]
+            quick = crowded and peeler.available and brief
             peeled = False
             for e in pool:
                 middle = [[t for t in lists[p] if t not in (start, end, pad)] for p in range(1, e)]
@@ -213,7 +218,7 @@ class Dager(Attack):
             if not peeled:
                 log.debug("dager: level %d over ends %s found nothing; last position %d", level, pool, len(lists) - 1)
                 level += 1
-                if level > 5:
+                if level >= len(_PASSES):
                     break
                 continue
             residual, level = peeler.update, 0
