@@ -1,12 +1,12 @@
 """Text benchmark: DAGER on the 200 Rotten Tomatoes sentences (batch 1, 4, 8, 16), TAG vs LAMP at batch 1.
 
 Writes one JSON per (case, attack, batch size) into ``benchmarks/text/results/``. By default with one torch
-thread (CPU seconds are then one core's cost, whatever else the machine runs); ``--threads 2 --tag -t2``
+thread (CPU seconds are then one core's cost, whatever else the machine runs); ``--threads 2 --tag=-t2``
 measures the wall seconds on the issue's 2 cores into separate JSONs:
 
     .venv/bin/python benchmarks/text/bench_text.py dager --batches 2
     .venv/bin/python benchmarks/text/bench_text.py dager --batches 25 --cases text/bert-minilm --sizes 8
-    .venv/bin/python benchmarks/text/bench_text.py dager --batches 25 --cases text/bert-minilm --sizes 8 --threads 2 --tag -t2
+    .venv/bin/python benchmarks/text/bench_text.py dager --batches 25 --cases text/bert-minilm --sizes 8 --threads 2 --tag=-t2
     .venv/bin/python benchmarks/text/bench_text.py optim --batches 2 --optim-case text/bert-tiny
     .venv/bin/python benchmarks/text/bench_text.py optim --batches 3 [--reduced]
 
@@ -85,9 +85,30 @@ def bench(case: str, attack: str, batch_size: int, batches: int, sets: dict | No
     return out
 
 
+def table(runs: list[dict]) -> str:
+    """A README table: one row per result JSON, the median and slowest batch in CPU and wall seconds."""
+    rows = ["| case | attack | batch | threads | batches (sentences) | rouge1 | rouge2 | exact | failed (reason) "
+            "| CPU s/batch median (max) | wall s/batch median (max) | load |", "|" + "---|" * 12]
+    for r in runs:
+        m = r["metrics"]
+
+        def score(key: str) -> str:
+            return f"{m[key]:.3f}" if key in m else "-"
+
+        def spread(xs: list[float]) -> str:
+            return f"{sorted(xs)[len(xs) // 2]:.1f} ({max(xs):.1f})" if xs else "-"
+
+        reasons = ", ".join(r["failure_reasons"]) or "-"
+        rows.append(f"| {r['case']} | {r['attack']} | {r['batch_size']} | {r.get('torch_threads', 1)} "
+                    f"| {r['batches']} ({r['sentences']}) | {score('rouge1')} | {score('rouge2')} | {score('exact')} "
+                    f"| {r['failed']} ({reasons}) | {spread(r['attack_cpu_seconds_per_batch'])} "
+                    f"| {spread(r['attack_seconds_per_batch'])} | {r['load_average_1min']} |")
+    return "\n".join(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("which", choices=["dager", "optim"])
+    parser.add_argument("which", choices=["dager", "optim", "table"], help="table: print results/*.json as markdown")
     parser.add_argument("--batches", type=int, default=2, help="batches per setting")
     parser.add_argument("--sizes", default="1,4,8,16")
     parser.add_argument("--cases", default="text/gpt2-tiny,text/bert-minilm")
@@ -98,6 +119,13 @@ def main() -> None:
                         help="torch threads (1: CPU seconds are one core's cost; 2: wall seconds on the issue's 2 cores)")
     parser.add_argument("--tag", default="", help="suffix of the JSON names (e.g. -t2)")
     args = parser.parse_args()
+    if args.which == "table":
+        runs = sorted((json.loads(p.read_text()) for p in RESULTS.glob("text_*.json")),
+                      key=lambda r: (r["attack"] != "dager", r["case"], r["attack"], r["batch_size"],
+                                     r.get("torch_threads", 1)))
+        print(table([r for r in runs if r["attack"] == "dager"]) + "\n\n" +
+              table([r for r in runs if r["attack"] != "dager"]))
+        return
     torch.set_num_threads(args.threads)
     from gradleak_text.dager import Dager
     from gradleak_text.optimization import Lamp, Tag
