@@ -65,11 +65,11 @@ NeurIPS 2024 (insait-institute/dager-gradient-inversion).
    exact again. The last position with any token always comes first: padding has no gradient, so it is
    the end of the longest sentence still in the residual. Each residual is searched in widening passes:
    the ``remaining + 1`` likeliest ends, each once briefly (one start, no polish) while the lists are
-   crowded, then in full, then the same on relaxed lists, then every end briefly and in full; the first
-   sentence found ends the pass.
+   crowded, first on the narrowed then on the relaxed lists, then in full on each, then every end briefly
+   and in full; the first sentence found ends the pass.
    The residual keeps the float32 rounding of the whole batch's gradient while its signal shrinks, so the
    token threshold grows by the ratio of the two gradients' norms (true tokens reach ~1e-5 relative
-   distance after 7 of 8 sentences). Without embedding gradients in the update such a batch is refused with
+   distance after 7 of 8 sentences), with a margin of 3 for the residual's weak directions. Without embedding gradients in the update such a batch is refused with
    ``AttackFailed("rank")``, as is a batch whose second-layer gradient reaches ``width - rank_margin``
    (then no sentence can be checked).
 
