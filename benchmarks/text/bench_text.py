@@ -85,6 +85,11 @@ def bench(case: str, attack: str, batch_size: int, batches: int, sets: dict | No
     return out
 
 
+def _spread(xs: list[float]) -> str:
+    """The upper median and, in brackets, the maximum."""
+    return f"{sorted(xs)[len(xs) // 2]:.1f} ({max(xs):.1f})" if xs else "-"
+
+
 def table(runs: list[dict]) -> str:
     """A README table: one row per result JSON, the median and slowest batch in CPU and wall seconds."""
     rows = ["| case | attack | batch | threads | batches (sentences) | rouge1 | rouge2 | exact | failed (reason) "
@@ -95,14 +100,11 @@ def table(runs: list[dict]) -> str:
         def score(key: str) -> str:
             return f"{m[key]:.3f}" if key in m else "-"
 
-        def spread(xs: list[float]) -> str:
-            return f"{sorted(xs)[len(xs) // 2]:.1f} ({max(xs):.1f})" if xs else "-"
-
         reasons = ", ".join(r["failure_reasons"]) or "-"
         rows.append(f"| {r['case']} | {r['attack']} | {r['batch_size']} | {r.get('torch_threads', 1)} "
                     f"| {r['batches']} ({r['sentences']}) | {score('rouge1')} | {score('rouge2')} | {score('exact')} "
-                    f"| {r['failed']} ({reasons}) | {spread(r['attack_cpu_seconds_per_batch'])} "
-                    f"| {spread(r['attack_seconds_per_batch'])} | {r['load_average_1min']} |")
+                    f"| {r['failed']} ({reasons}) | {_spread(r['attack_cpu_seconds_per_batch'])} "
+                    f"| {_spread(r['attack_seconds_per_batch'])} | {r['load_average_1min']} |")
     return "\n".join(rows)
 
 
@@ -119,6 +121,8 @@ def main() -> None:
                         help="torch threads (1: CPU seconds are one core's cost; 2: wall seconds on the issue's 2 cores)")
     parser.add_argument("--tag", default="", help="suffix of the JSON names (e.g. -t2)")
     args = parser.parse_args()
+    if args.threads < 1:
+        parser.error(f"--threads {args.threads}: expected a positive number of torch threads, e.g. 1 or 2")
     if args.which == "table":
         runs = sorted((json.loads(p.read_text()) for p in RESULTS.glob("text_*.json")),
                       key=lambda r: (r["attack"] != "dager", r["case"], r["attack"], r["batch_size"],

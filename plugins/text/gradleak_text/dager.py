@@ -58,20 +58,20 @@ NeurIPS 2024 (insait-institute/dager-gradient-inversion).
    remedy beyond ``maxB``. The second layer still separates sentences (its span has one dimension per
    token of the batch, below the width). Such a batch (more than the remaining batch size of candidates at
    most positions) has its lists narrowed by the embedding gradients
-   (:func:`~gradleak_text.placement.placement_filter`: ~30 tokens per position instead of ~120 on that
-   batch; a repeated token gets only about ``1 / count`` at its true positions, so the cut is at 0, which
-   loses 2 to 6 of ~190 true pairs per batch, and -0.1 in the relaxed passes) and its ends tried in the order of ``[SEP]``'s placement coefficient; every sentence found and
-   peeled brings the rest closer to independence, and after three or four sentences the token filter is
-   exact again. The last position with any token always comes first: padding has no gradient, so it is
-   the end of the longest sentence still in the residual. Each residual is searched in widening passes:
-   the ``remaining + 1`` likeliest ends, each once briefly (one start, no polish) while the lists are
-   crowded, first on the narrowed then on the relaxed lists, then in full on each, then every end briefly
-   and in full; the first sentence found ends the pass.
-   The residual keeps the float32 rounding of the whole batch's gradient while its signal shrinks, so the
-   token threshold grows by the ratio of the two gradients' norms (true tokens reach ~1e-5 relative
-   distance after 7 of 8 sentences), with a margin of 3 for the residual's weak directions. Without embedding gradients in the update such a batch is refused with
-   ``AttackFailed("rank")``, as is a batch whose second-layer gradient reaches ``width - rank_margin``
-   (then no sentence can be checked).
+   (:func:`~gradleak_text.placement.placement_filter`: ~30 tokens per position instead of ~120 on that batch; a
+   repeated token gets only about ``1 / count`` at its true positions, so the cut is at 0, which loses 2 to 6
+   of ~190 true pairs per batch, and -0.1 in the relaxed passes) and its ends tried in the order of ``[SEP]``'s
+   placement coefficient; every sentence found and peeled brings the rest closer to independence, and after
+   three or four sentences the token filter is exact again. The last position with any token always comes
+   first: padding has no gradient, so it is the end of the longest sentence still in the residual. Each
+   residual is searched in widening passes: the ``remaining + 1`` likeliest ends, each once briefly (one start,
+   no polish) while the lists are crowded, first on the narrowed then on the relaxed lists, then in full on
+   each, then every end briefly and in full; the first sentence found ends the pass. The residual keeps the
+   float32 rounding of the whole batch's gradient while its signal shrinks, so the token threshold grows by the
+   ratio of the two gradients' norms (true tokens reach ~1e-5 relative distance after 7 of 8 sentences), with a
+   margin of 3 for the residual's weak directions. Without embedding gradients in the update such a batch is
+   refused with ``AttackFailed("rank")``, as is a batch whose second-layer gradient reaches
+   ``width - rank_margin`` (then no sentence can be checked).
 
 Thresholds are relative distances (scale-free) computed in float64; DAGER's own are absolute (1e-5, 1e-3).
 """
@@ -249,10 +249,9 @@ class Dager(Attack):
         position) pairs are linearly dependent, see the module docstring), the lists are narrowed by the
         embedding gradients (:func:`~gradleak_text.placement.placement_filter`) and the ends taken in the
         order of ``[SEP]``'s coefficients there; without those gradients the batch is refused (``first``) or
-        the search ends. A token is kept where its coefficient is above 0, or above -0.1 when ``relaxed`` (the
-        widening passes after the likeliest ends failed): a token that occurs ``c`` times gets about ``1 / c``
-        at its true positions, within the fit's noise for the batch's commas and articles. The last position with any token comes first: padding has no gradient, so it ends the
-        longest sentence (and only a sentence's end sits there)."""
+        the search ends. A token is kept where its coefficient is above 0, or above -0.1 when ``relaxed`` (see
+        the module docstring). The last position with any token comes first: padding has no gradient, so it
+        ends the longest sentence (and only a sentence's end sits there)."""
         start, end, _ = special
         ends = [e for e in range(2, len(candidates)) if end in candidates[e]]
         last = sorted(ends, key=lambda e: e != len(candidates) - 1)

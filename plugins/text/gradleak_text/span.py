@@ -317,7 +317,7 @@ class EncoderSteps:
             k, H, hd = candidates.shape[0], self.heads, self.head_size
             keys, values = kv if kv is not None else self.kv(x)
             q = attn.query(candidates).view(k, H, hd)
-            kc, vc = attn.key(candidates).view(k, H, hd), attn.value(candidates).view(k, H, hd)
+            kc, vc = self.kv(candidates)
             scores = torch.einsum("khd,rlhd->rkhl", q, keys) * self.scaling
             scores[..., position] = ((q * kc).sum(-1) * self.scaling).unsqueeze(0)
             weights = scores.softmax(-1)
@@ -341,7 +341,7 @@ class EncoderSteps:
             k, H, hd = candidates.shape[0], self.heads, self.head_size
             keys, values = kv if kv is not None else self.kv(x)
             q = attn.query(x[:, row]).view(R, H, hd)
-            kc, vc = attn.key(candidates).view(k, H, hd), attn.value(candidates).view(k, H, hd)
+            kc, vc = self.kv(candidates)
             base = torch.einsum("rhd,rlhd->rhl", q, keys) * self.scaling
             scores = base.unsqueeze(1).expand(R, k, H, L).clone()
             scores[..., position] = torch.einsum("rhd,khd->rkh", q, kc) * self.scaling
