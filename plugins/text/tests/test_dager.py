@@ -184,3 +184,31 @@ def test_a_crowded_batch_without_embedding_gradients_is_refused_as_rank(held_out
     with pytest.raises(AttackFailed, match="no embedding gradients") as failure:
         Dager().reconstruct(update, view)
     assert failure.value.reason == "rank"
+
+
+def test_a_brief_near_miss_is_polished_over_the_wide_lists(held_out):
+    # One held-out sentence; every position offers the true token and three others, except one position whose
+    # search list lacks it (as the placement cut drops a repeated token). The brief start then ends one token
+    # short, and only the polish over the wide lists (which hold the true token) completes it.
+    from gradleak_text.dager import DagerConfig
+    from gradleak_text.dager_encoder import EncoderSearch
+
+    case = BertMiniLM()
+    model = case.build_model(torch.Generator().manual_seed(0))
+    batch = Text().select(case.load_data(held_out), torch.tensor([1]))
+    arch = Architecture(model)
+    basis2 = input_span(arch.gradient(_update(case, model, batch), 1), 1e-6)
+    truth = batch.data.sequences()[0]
+    gen = torch.Generator().manual_seed(0)
+    others = torch.randint(2000, 20000, (len(truth), 3), generator=gen).tolist()
+    wide = [[truth[p], *others[p]] for p in range(1, len(truth) - 1)]
+    gap = len(wide) // 2
+    middle = [list(w) for w in wide]
+    middle[gap] = middle[gap][1:]
+    config = DagerConfig()
+    search = EncoderSearch(arch, basis2, config, truth[0], truth[-1], 0)
+    without = search.length(middle, torch.Generator().manual_seed(1), quick=True)
+    assert min(score for _, score in without) > config.l2_threshold
+    found = search.length(middle, torch.Generator().manual_seed(1), quick=True, wide=wide)
+    best, score = min(found, key=lambda r: r[1])
+    assert list(best) == truth and score < config.l2_threshold
