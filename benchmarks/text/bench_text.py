@@ -7,6 +7,7 @@ measures the wall seconds on the issue's 2 cores into separate JSONs:
     .venv/bin/python benchmarks/text/bench_text.py dager --batches 2
     .venv/bin/python benchmarks/text/bench_text.py dager --batches 25 --cases text/bert-minilm --sizes 8
     .venv/bin/python benchmarks/text/bench_text.py dager --batches 25 --cases text/bert-minilm --sizes 8 --threads 2 --tag=-t2
+    .venv/bin/python benchmarks/text/bench_text.py dager --batches 25 --cases text/bert-minilm --sizes 8 --threads 2 --seed 1 --tag=-t2-seed1
     .venv/bin/python benchmarks/text/bench_text.py optim --batches 2 --optim-case text/bert-tiny
     .venv/bin/python benchmarks/text/bench_text.py optim --batches 3 [--reduced]
 
@@ -55,17 +56,18 @@ def _timed(cls):
     cls.reconstruct = reconstruct
 
 
-def bench(case: str, attack: str, batch_size: int, batches: int, sets: dict | None = None, tag: str = "") -> dict:
+def bench(case: str, attack: str, batch_size: int, batches: int, sets: dict | None = None, tag: str = "",
+          seed: int = 0) -> dict:
     ATTACK_SECONDS.clear()
     ATTACK_CPU.clear()
     load_before = os.getloadavg()
     start = time.perf_counter()
-    result = gradleak.run(case, attack, batch_size=batch_size, batches=batches, seed=0, device="cpu",
+    result = gradleak.run(case, attack, batch_size=batch_size, batches=batches, seed=seed, device="cpu",
                           sets=sets or {})
     seconds = time.perf_counter() - start
     failed = [r["status"] for r in result.per_sample if r["status"] != "ok"]
     out = {
-        "case": case, "attack": attack, "batch_size": batch_size, "batches": batches,
+        "case": case, "attack": attack, "batch_size": batch_size, "batches": batches, "seed": seed,
         "sentences": batch_size * batches, "sets": sets or {}, "metrics": result.metrics,
         "failed": result.failed, "failure_reasons": sorted(set(failed)),
         "seconds_total": round(seconds, 2), "seconds_per_batch": round(seconds / batches, 2),
@@ -92,8 +94,8 @@ def _spread(xs: list[float]) -> str:
 
 def table(runs: list[dict]) -> str:
     """A README table: one row per result JSON, the median and slowest batch in CPU and wall seconds."""
-    rows = ["| case | attack | batch | threads | batches (sentences) | rouge1 | rouge2 | exact | failed (reason) "
-            "| CPU s/batch median (max) | wall s/batch median (max) | load |", "|" + "---|" * 12]
+    rows = ["| case | attack | batch | threads | seed | batches (sentences) | rouge1 | rouge2 | exact "
+            "| failed (reason) | CPU s/batch median (max) | wall s/batch median (max) | load |", "|" + "---|" * 13]
     for r in runs:
         m = r["metrics"]
 
@@ -102,6 +104,7 @@ def table(runs: list[dict]) -> str:
 
         reasons = ", ".join(r["failure_reasons"]) or "-"
         rows.append(f"| {r['case']} | {r['attack']} | {r['batch_size']} | {r.get('torch_threads', 1)} "
+                    f"| {r.get('seed', 0)} "
                     f"| {r['batches']} ({r['sentences']}) | {score('rouge1')} | {score('rouge2')} | {score('exact')} "
                     f"| {r['failed']} ({reasons}) | {_spread(r['attack_cpu_seconds_per_batch'])} "
                     f"| {_spread(r['attack_seconds_per_batch'])} | {r['load_average_1min']} |")
@@ -118,15 +121,17 @@ def main() -> None:
     parser.add_argument("--optim-case", default="text/bert-minilm", help="optim: the case (batch size 1)")
     parser.add_argument("--reduced", action="store_true", help="optim: the reduced budgets of OPTIM_SETS")
     parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (1: CPU seconds are one core's cost; 2: wall seconds on the issue's 2 cores)")
+                        help="torch threads (1: CPU seconds are one core's cost; 2: wall seconds on 2 cores)")
     parser.add_argument("--tag", default="", help="suffix of the JSON names (e.g. -t2)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="run seed (the model's random head, the attacker's random starts; the data order stays)")
     args = parser.parse_args()
     if args.threads < 1:
         parser.error(f"--threads {args.threads}: expected a positive number of torch threads, e.g. 1 or 2")
     if args.which == "table":
         runs = sorted((json.loads(p.read_text()) for p in RESULTS.glob("text_*.json")),
                       key=lambda r: (r["attack"] != "dager", r["case"], r["attack"], r["batch_size"],
-                                     r.get("torch_threads", 1)))
+                                     r.get("torch_threads", 1), r.get("seed", 0)))
         print(table([r for r in runs if r["attack"] == "dager"]) + "\n\n" +
               table([r for r in runs if r["attack"] != "dager"]))
         return
@@ -139,11 +144,11 @@ def main() -> None:
     if args.which == "dager":
         for case in args.cases.split(","):
             for size in map(int, args.sizes.split(",")):
-                bench(case, "dager", size, args.batches, tag=args.tag)
+                bench(case, "dager", size, args.batches, tag=args.tag, seed=args.seed)
     else:
         for attack in args.attacks.split(","):
             bench(args.optim_case, attack, 1, args.batches, OPTIM_SETS.get(attack, {}) if args.reduced else {},
-                  ("-reduced" if args.reduced else "") + args.tag)
+                  ("-reduced" if args.reduced else "") + args.tag, seed=args.seed)
 
 
 if __name__ == "__main__":
