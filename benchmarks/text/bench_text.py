@@ -8,6 +8,7 @@ measures the wall seconds on the issue's 2 cores into separate JSONs:
     .venv/bin/python benchmarks/text/bench_text.py dager --batches 25 --cases text/bert-minilm --sizes 8
     .venv/bin/python benchmarks/text/bench_text.py dager --batches 25 --cases text/bert-minilm --sizes 8 --threads 2 --tag=-t2
     .venv/bin/python benchmarks/text/bench_text.py dager --batches 25 --cases text/bert-minilm --sizes 8 --threads 2 --seed 1 --tag=-t2-seed1
+    .venv/bin/python benchmarks/text/bench_text.py dager --batches 25 --cases text/bert-minilm --sizes 8 --seed 1 --tag=-seed1
     .venv/bin/python benchmarks/text/bench_text.py optim --batches 2 --optim-case text/bert-tiny
     .venv/bin/python benchmarks/text/bench_text.py optim --batches 3 [--reduced]
 
