@@ -203,7 +203,7 @@ class Dager(Attack):
             quick = crowded and peeler.available and brief
             peeled = False
             for e in pool:
-                middle = [[t for t in lists[p] if t not in (start, end, pad)] for p in range(1, e)]
+                middle = _inner(lists, e, (start, end, pad))
                 brief = quick
                 key = (e, tuple(tuple(m) for m in middle), brief)
                 if any(not m for m in middle) or key in tried:
@@ -211,9 +211,8 @@ class Dager(Attack):
                 tried.add(key)
                 log.debug("dager: end %d, %d found, %d to go, %.1f tokens per position", e, len(exact),
                           remaining, sum(map(len, middle)) / max(len(middle), 1))
-                wide = [[t for t in candidates[p] if t not in (start, end, pad)] for p in range(1, e)]
                 for seq, score in search.length(middle, view.generator, first=peeler.available, quick=brief,
-                                                wide=wide):
+                                                wide=_inner(candidates, e, (start, end, pad))):
                     found[seq] = min(score, found.get(seq, float("inf")))
                     if score < c.l2_threshold and seq not in exact:
                         exact.append(seq)
@@ -314,6 +313,13 @@ class Dager(Attack):
             values = tv[picks] if values is None else torch.cat([values[parents], tv[picks]], dim=2)
         done.extend((pre, float(s) / len(pre)) for pre, s in zip(prefixes, scores) if pre)
         return [(pre + (end,), score) for pre, score in done]
+
+
+def _inner(lists: list[list[int]], end: int, special: tuple[int, ...]) -> list[list[int]]:
+    """The token lists of positions ``1 .. end - 1`` (a sentence whose ``[SEP]`` is at ``end``), special tokens
+    left out."""
+    return [[t for t in lists[p] if t not in special] for p in range(1, end)]
+
 
 def _template(view: AttackerView) -> TextData:
     """The tokenizer and style of the case (public: the server knows its model's tokenizer)."""

@@ -72,15 +72,14 @@ class EncoderSearch:
         order = scores.argsort()[:64]
         return [((start, *combos[i].tolist(), end), float(scores[i])) for i in order]
 
-    def _chain(self, middle: list[list[int]], generator: torch.Generator, first: bool = False,
-               quick: bool = False, wide: list[list[int]] | None = None) -> list[tuple[tuple[int, ...], float]]:
+    def _chain(self, middle: list[list[int]], generator: torch.Generator, first: bool,
+               quick: bool, wide: list[list[int]]) -> list[tuple[tuple[int, ...], float]]:
         """One sentence length: beam passes from random starts (``restarts`` at most), each start refined by
         ``sweeps`` passes. After an exact hit the next start drops that sentence's token from every position
         with other candidates (DAGER's ``non-overlap`` heuristic), since several sentences can share a length;
         a start that finds nothing new after a hit, or ``misses`` such starts, end the search of this length.
         ``first``: return at the first hit (the caller peels it off the update and searches again); ``quick``:
-        one start, polished only when it is a near miss (:meth:`_near`); the polish runs over ``wide`` (default
-        ``middle``)."""
+        one start, polished only when it is a near miss (:meth:`_near`); the polish runs over ``wide``."""
         out: list[tuple[tuple[int, ...], float]] = []
         options = [list(m) for m in middle]
         misses = 0
@@ -88,7 +87,7 @@ class EncoderSearch:
             results = self._chain_start(options, generator)
             best = min(results, key=lambda r: r[1])
             if best[1] >= self.config.l2_threshold and (not quick or self._near(best[0])):
-                results.append(self._polish(wide or middle, best))
+                results.append(self._polish(wide, best))
             if quick:
                 return results
             out.extend(results)
