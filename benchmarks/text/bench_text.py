@@ -129,6 +129,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads < 1:
         parser.error(f"--threads {args.threads}: expected a positive number of torch threads, e.g. 1 or 2")
+    if not 0 <= args.seed < 2**32:
+        parser.error(f"--seed {args.seed}: expected a run seed from 0 to {2**32 - 1}")
     if args.which == "table":
         runs = sorted((json.loads(p.read_text()) for p in RESULTS.glob("text_*.json")),
                       key=lambda r: (r["attack"] != "dager", r["case"], r["attack"], r["batch_size"],
